@@ -1,0 +1,16 @@
+"""The search: run loop, budget, acceptance, candidates and one module per strategy."""
+from __future__ import annotations
+
+from typing import Any
+
+from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.strategy import Strategy
+
+STRATEGIES = {"demos": DemosStrategy}
+
+
+def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
+    """A strategy by name, with its options (e.g. `n_demos` for demos)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](**(options or {}))

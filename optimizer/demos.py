@@ -1,0 +1,141 @@
+"""The demos strategy: few-shot examples from training cases, appended to the system prompt.
+
+Each candidate set covers every tool (and "no tool") once, then spends the rest of its slots on the most
+confused pairs of the incumbent (a case of the expected tool it got wrong, and a case of the tool it wrongly
+chose). Candidate sets are scored on one shared sample of training cases that are not demos themselves; the
+best goes to the run loop's acceptance test. Later steps mutate the incumbent's set towards its new errors.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Sequence
+
+from promptopt.case import Case
+from promptopt.optimizer.candidates import Candidate
+from promptopt.optimizer.strategy import Proposal, SearchContext
+
+EXAMPLES_HEADER = "## Examples"
+MAX_DEMO_CHARS = 120
+
+
+def render_demo(case: Case) -> str:
+    """One example as the model should read it: the conversation, then the tool to call."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in case.context]
+    lines.append(f"User: {case.query}")
+    lines.append(f"Assistant: {case.expected.name}")
+    return "\n".join(lines)
+
+
+def render_demos(base_prompt: str, demos: Sequence[Case]) -> str:
+    """The base prompt with an examples section appended."""
+    if not demos:
+        return base_prompt
+    body = "\n\n".join(render_demo(c) for c in demos)
+    return f"{base_prompt.rstrip()}\n\n{EXAMPLES_HEADER}\n{body}\n"
+
+
+class DemosStrategy:
+    """Searches over a few demo sets per step (see the module docstring)."""
+
+    name = "demos"
+
+    def __init__(self, n_demos: int = 16, candidates: int = 4, train_sample: int = 96) -> None:
+        self.n_demos = n_demos
+        self.candidates = candidates
+        self.train_sample = train_sample
+
+    def propose(self, context: SearchContext, step: int) -> list[Proposal]:
+        incumbent = context.incumbent
+        base = incumbent.details.get("base_prompt", incumbent.prompt)
+        current = list(incumbent.details.get("demo_case_ids", []))
+        train = {c.id: c for c in context.train}
+        confusions = Counter(
+            (train[i].expected.name, r.output.name) for i, r in context.incumbent_train.items()
+            if not r.passed and i in train
+        )
+        sets: list[list[int]] = []
+        for _ in range(self.candidates * 3):
+            chosen = self._select(context, confusions, current)
+            if chosen and sorted(chosen) not in [sorted(s) for s in sets]:
+                sets.append(chosen)
+            if len(sets) == self.candidates:
+                break
+        registered = []
+        for chosen in sets:
+            candidate = Candidate(
+                prompt=render_demos(base, [train[i] for i in chosen]),
+                operator="demos" if not current else "demos-mutate",
+                parent_ids=[incumbent.id] if incumbent.id is not None else [],
+                rationale=self._rationale(confusions),
+                details={"base_prompt": base, "demo_case_ids": chosen},
+            )
+            if context.register(candidate, step) is not None:
+                registered.append(candidate)
+        if not registered:
+            return []
+        excluded = {i for c in registered for i in c.details["demo_case_ids"]}
+        sample = self._sample(context, excluded)
+        proposals = []
+        for candidate in registered:
+            results = context.scorer.score(candidate.id, candidate.prompt, sample, label=f"step {step} train")
+            proposals.append(Proposal(candidate, results))
+        return sorted(proposals, key=lambda p: -p.train_accuracy)
+
+    def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
+        """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""
+        rng = context.rng
+        by_tool: dict[str, list[Case]] = defaultdict(list)
+        for case in context.train:
+            if len(case.query) + sum(len(m["content"]) for m in case.context) <= MAX_DEMO_CHARS:
+                by_tool[case.expected.name].append(case)
+        failing = {i for i, r in context.incumbent_train.items() if not r.passed}
+        chosen: list[int] = []
+
+        def take(tool: str, prefer: set[int] | None = None) -> None:
+            pool = [c.id for c in by_tool.get(tool, []) if c.id not in chosen]
+            preferred = [i for i in pool if prefer and i in prefer]
+            options = preferred or pool
+            if options:
+                chosen.append(int(rng.choice(options)))
+
+        if current:
+            keep = max(0, len(current) - max(1, len(current) // 4))
+            chosen.extend(int(i) for i in rng.choice(current, size=keep, replace=False))
+        else:
+            for tool in [*context.tool_names, "none"]:
+                take(tool, failing)
+        pairs = [pair for pair, _ in confusions.most_common()]
+        index = 0
+        while len(chosen) < self.n_demos and pairs and index < 4 * self.n_demos:
+            expected, predicted = pairs[index % len(pairs)]
+            mistaken = {i for i in failing if context.incumbent_train[i].output.name == predicted}
+            take(expected, mistaken) if index % 2 == 0 else take(predicted)
+            index += 1
+        tools = sorted(by_tool)
+        while len(chosen) < self.n_demos and any(c.id not in chosen for t in tools for c in by_tool[t]):
+            take(tools[int(rng.integers(len(tools)))], failing)
+        order = rng.permutation(len(chosen))
+        return [chosen[i] for i in order]
+
+    def _sample(self, context: SearchContext, excluded: set[int]) -> list[Case]:
+        """A stratified sample of training cases that are not demos in any candidate of this step."""
+        pool = [c for c in context.train if c.id not in excluded]
+        if len(pool) <= self.train_sample:
+            return pool
+        by_tool: dict[str, list[Case]] = defaultdict(list)
+        for case in pool:
+            by_tool[case.expected.name].append(case)
+        share = self.train_sample / len(pool)
+        sample: list[Case] = []
+        for tool in sorted(by_tool):
+            group = by_tool[tool]
+            count = max(1, int(round(share * len(group))))
+            picks = context.rng.choice(len(group), size=min(count, len(group)), replace=False)
+            sample.extend(group[i] for i in sorted(picks))
+        return sample
+
+    @staticmethod
+    def _rationale(confusions: Counter) -> str:
+        top = ", ".join(f"{e}->{p} x{n}" for (e, p), n in confusions.most_common(5))
+        return f"few-shot demos covering every tool and the most confused pairs ({top or 'no errors'})"
+

@@ -1,0 +1,131 @@
+"""The run loop: split, evaluate the seed, let the strategy propose, accept only real improvements, and report
+seed vs. winner on the held-out test split. Every step is written to the store as it happens."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from promptopt.case import Case
+from promptopt.evaluators.base import Evaluator
+from promptopt.models.base import ModelBackend
+from promptopt.optimizer.acceptance import decide
+from promptopt.optimizer.budget import Budget, BudgetExhausted
+from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
+from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
+from promptopt.optimizer.splits import split_cases
+from promptopt.optimizer.strategy import SearchContext, Strategy
+from promptopt.runs.report import run_report
+from promptopt.runs.store import Store
+from promptopt.tasks.tool_routing import ToolRoutingTask
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run's outcome; stored with the run."""
+
+    task: str = "tool-routing"
+    strategy: str = "demos"
+    model: str = "embedded"
+    steps: int = 2
+    seed: int = 0
+    splits: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    seed_train_sample: int = 128
+    max_calls: int | None = None
+    max_seconds: float | None = None
+    max_broken: int = 2
+    alpha: float | None = None
+    fill_arguments: bool = False
+    max_chars: int = DEFAULT_MAX_CHARS
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
+                     model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`)."""
+    say = progress or (lambda message: None)
+    problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
+    if problem:
+        raise ValueError(f"the seed prompt cannot be used: {problem}")
+    splits = split_cases(cases, config.seed, config.splits)
+    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits)
+    by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
+    say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
+        f"test {len(by_split['test'])}")
+    try:
+        budget = Budget(config.max_calls, config.max_seconds)
+        scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
+        seed = Candidate(prompt=seed_prompt, operator="seed")
+        seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
+        store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
+        winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say)
+        say("scoring seed and winner on the held-out test split")
+        scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
+        scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
+        store.update_run(run_id, winner_candidate_id=winner.id)
+        report = run_report(store, run_id)
+        store.update_run(run_id, status="finished", summary=report)
+        return run_report(store, run_id)
+    except BaseException as error:
+        store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,
+            by_split: dict[str, list[Case]], config: RunConfig, say: Progress) -> Candidate:
+    """Propose -> validate -> score -> accept, for `config.steps` steps or until the budget runs out."""
+    rng = np.random.default_rng(config.seed)
+    train, val = by_split["train"], by_split["val"]
+    good_ids = {c.id for c in val if c.label == "good"}
+    incumbent, step = seed, 0
+    incumbent_val: dict[int, CaseResult] = {}
+    try:
+        material = _stratified(train, config.seed_train_sample, rng)
+        incumbent_train: dict[int, CaseResult] = scorer.score(seed.id, seed.prompt, material, "seed train")
+        incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
+        store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt")
+        say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
+        for step in range(1, config.steps + 1):
+            context = SearchContext(
+                run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
+                tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
+                incumbent_train=incumbent_train, max_chars=config.max_chars, options=config.strategy_options,
+            )
+            proposals = strategy.propose(context, step)
+            if not proposals:
+                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), "no valid candidates proposed")
+                say(f"step {step}: no valid candidates proposed")
+                continue
+            best = proposals[0]
+            for other in proposals[1:]:
+                store.set_candidate_status(other.candidate.id, "evaluated", "a better candidate was tried this step")
+            candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
+            decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken, config.alpha)
+            store.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
+                                       "" if decision.accepted else decision.reason)
+            if decision.accepted:
+                incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
+            verdict = "accepted" if decision.accepted else "rejected"
+            store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}")
+            say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
+                f"{decision.reason}")
+    except BudgetExhausted as error:
+        say(f"budget exhausted, stopping the search: {error}")
+        store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"budget exhausted: {error}")
+    return incumbent
+
+
+def _stratified(cases: list[Case], size: int, rng: np.random.Generator) -> list[Case]:
+    """Up to `size` cases, sampled in proportion to their expected tool."""
+    if len(cases) <= size:
+        return list(cases)
+    order = sorted(range(len(cases)), key=lambda i: (cases[i].expected.name, rng.random()))
+    step = len(cases) / size
+    return [cases[order[int(k * step)]] for k in range(size)]

@@ -1,0 +1,60 @@
+"""The protocol every search strategy implements, and the context the run loop hands it each step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from promptopt.case import Case
+from promptopt.optimizer.candidates import Candidate, validation_problem
+from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
+from promptopt.runs.store import Store
+
+
+@dataclass
+class SearchContext:
+    """What a strategy may use: the training cases, the incumbent and its training results, the shared scorer
+    (budgeted, cached, stored) and `register`, which validates and stores each proposal."""
+
+    run_id: str
+    store: Store
+    scorer: Scorer
+    rng: np.random.Generator
+    seed_prompt: str
+    tool_names: list[str]
+    train: list[Case]
+    incumbent: Candidate
+    incumbent_train: dict[int, CaseResult]
+    max_chars: int
+    options: dict[str, Any]
+
+    def register(self, candidate: Candidate, step: int) -> Candidate | None:
+        """Store the proposal; return it with its id if it may be evaluated, None if validation rejects it."""
+        problem = validation_problem(candidate.prompt, self.seed_prompt, self.tool_names, self.max_chars)
+        candidate.id = self.store.add_candidate(
+            self.run_id, step, candidate.prompt, candidate.operator, candidate.parent_ids, candidate.rationale,
+            status="invalid" if problem else "proposed", rejection=problem or "", details=candidate.details,
+        )
+        return None if problem else candidate
+
+
+@dataclass
+class Proposal:
+    """A registered candidate with its results on the training cases it was scored on."""
+
+    candidate: Candidate
+    train_results: dict[int, CaseResult]
+
+    @property
+    def train_accuracy(self) -> float:
+        return accuracy(self.train_results)
+
+
+class Strategy(Protocol):
+    """Proposes candidates for one step and returns them ranked best-first by their training score."""
+
+    name: str
+
+    def propose(self, context: SearchContext, step: int) -> Sequence[Proposal]:
+        ...

@@ -1,0 +1,63 @@
+"""The domain records every part of promptopt shares: a recorded interaction (`Case`) and a tool call."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+NO_TOOL = "none"
+"""The routing choice that means "answer without calling a tool"."""
+
+LABELS = ("bad", "good")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One routing decision: a tool name (or `NO_TOOL`) and its arguments."""
+
+    name: str = NO_TOOL
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_none(self) -> bool:
+        return self.name == NO_TOOL
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tool": None if self.is_none else self.name, "arguments": dict(self.arguments)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "ToolCall":
+        if not data:
+            return cls()
+        return cls(name=data.get("tool") or NO_TOOL, arguments=dict(data.get("arguments") or {}))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One recorded interaction: what the user said, what should have happened and what did happen.
+
+    `label` is `bad` when production got it wrong and `good` when it got it right and must stay right.
+    """
+
+    query: str
+    expected: ToolCall
+    context: tuple[dict[str, str], ...] = ()
+    actual: ToolCall | None = None
+    label: str = "bad"
+    tags: tuple[str, ...] = ()
+    source: str = ""
+    id: int | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation as chat messages: the context, then the query as the last user turn."""
+        return [*map(dict, self.context), {"role": "user", "content": self.query}]
+
+    def content_hash(self) -> str:
+        """Hash of what makes a case the same case, used to dedupe re-imports."""
+        payload = json.dumps(
+            {"query": self.query, "context": list(self.context), "expected": self.expected.to_json()},
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()

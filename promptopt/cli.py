@@ -1,0 +1,226 @@
+"""The `promptopt` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from promptopt.config import default_db_url
+from promptopt.optimizer import STRATEGIES
+from promptopt.runs.case_import import CaseFileError
+from promptopt.runs.export import FORMATS, export_prompt
+from promptopt.runs.report import RunNotFound, format_report, run_report
+from promptopt.runs.store import Store
+from promptopt.tasks import TASKS, TaskFileError, bundled_task, load_tools
+
+DB_HELP = f"SQLAlchemy database URL of the store (default: $PROMPTOPT_DB or {default_db_url()})."
+
+
+def _progress(quiet: bool):
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
+
+    return say
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="promptopt")
+def main() -> None:
+    """Optimize an LLM agent's system prompt from the cases it got wrong.
+
+    \b
+    Typical use:
+      promptopt run --task tool-routing                  # bundled grocery-app task
+      promptopt run --cases bad.jsonl --prompt system.md --tools tools.json
+      promptopt export RUN_ID -o best_prompt.md          # the prompt to deploy
+
+    Everything is recorded in a store (SQLite by default) so runs can be inspected later
+    with `promptopt runs show RUN_ID`.
+    """
+
+
+@main.command()
+@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True,
+              help="What the model does with each case.")
+@click.option("--cases", "case_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Case file (.jsonl or .csv; repeatable). Default: the task's bundled bad and good cases.")
+@click.option("--prompt", "prompt_file", type=click.Path(dir_okay=False),
+              help="Seed system prompt file. Default: the task's bundled prompt.")
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
+              help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="demos", show_default=True,
+              help="Search strategy.")
+@click.option("--steps", type=click.IntRange(1), default=2, show_default=True, help="Search steps (rounds).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for splits and sampling.")
+@click.option("--model", default="embedded", show_default=True, help="Task model: 'embedded' (local SmolLM2).")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint for --model (not supported yet).")
+@click.option("--budget-calls", type=click.IntRange(1), default=None,
+              help="Stop searching after this many model calls (the final test scoring is not counted).")
+@click.option("--budget-seconds", type=click.FloatRange(1), default=None,
+              help="Stop searching after this many seconds of wall time.")
+@click.option("--max-broken", type=click.IntRange(0), default=2, show_default=True,
+              help="Previously-good validation cases a candidate may break and still be accepted.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
+@click.option("--arguments/--no-arguments", default=False, show_default=True,
+              help="Also generate and check tool arguments (slow on the embedded model).")
+@click.option("--n-demos", type=click.IntRange(1), default=16, show_default=True,
+              help="demos strategy: examples per candidate prompt.")
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
+@click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
+def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, budget_calls,
+        budget_seconds, max_broken, alpha, arguments, n_demos, db, as_json, quiet) -> None:
+    """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
+
+    The cases are split (train / validation / test, stratified by expected tool). Candidates are built
+    from the training cases, accepted only if better on validation without breaking more than
+    --max-broken previously-good cases, and the final table compares seed and winner on the test split
+    with 95% confidence intervals and an exact McNemar test.
+    """
+    from promptopt.api import optimize
+
+    if base_url is not None or model != "embedded":
+        raise click.UsageError("only --model embedded is available in this version")
+    options = {"n_demos": n_demos} if strategy == "demos" else {}
+    try:
+        result = optimize(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
+                          strategy=strategy, steps=steps, seed=seed, db=db, max_calls=budget_calls,
+                          max_seconds=budget_seconds, max_broken=max_broken, alpha=alpha, fill_arguments=arguments,
+                          progress=_progress(quiet), **options)
+    except (CaseFileError, TaskFileError) as error:
+        raise click.ClickException(f"nothing was imported:\n{error}") from None
+    if as_json:
+        report = result.report
+        click.echo(json.dumps({
+            "run_id": result.run_id,
+            "seed": {k: report["seed"][k] for k in ("test_accuracy", "ci95", "val_accuracy")},
+            "winner": {k: report["winner"][k] for k in ("test_accuracy", "ci95", "val_accuracy")},
+            **{k: report[k] for k in ("p_value", "fixed", "broken", "test_cases", "model_calls", "tokens_in",
+                                      "tokens_out", "candidates", "accepted")},
+        }))
+    else:
+        click.echo(format_report(result.report))
+        click.echo(f"\nrun id: {result.run_id}\nexport the winner: promptopt export {result.run_id} -o best_prompt.md")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="md: as deployed (markers kept); txt: protection markers removed; json: prompt with scores. "
+                   "Default: from the output file's extension, else md.")
+@click.option("--db", default=None, help=DB_HELP)
+def export(run_id, output, fmt, db) -> None:
+    """Write the winning system prompt of RUN_ID."""
+    if fmt is None:
+        suffix = Path(output).suffix.lstrip(".") if output else ""
+        fmt = suffix if suffix in FORMATS else "md"
+    try:
+        text = export_prompt(Store(db), run_id, fmt)
+    except RunNotFound:
+        raise click.ClickException(f"no run {run_id!r} in the store") from None
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({fmt})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group()
+def cases() -> None:
+    """Import and inspect stored cases."""
+
+
+@cases.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True)
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
+              help="Tools the cases are validated against. Default: the task's bundled tools.")
+@click.option("--db", default=None, help=DB_HELP)
+def import_cases(files, task, tools_file, db) -> None:
+    """Validate FILES (.jsonl or .csv) and import them, all or nothing; re-imports are deduplicated."""
+    from promptopt.api import import_case_files
+
+    store = Store(db)
+    before = store.count_cases()
+    try:
+        tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
+        stored = import_case_files(store, files, tools)
+    except (CaseFileError, TaskFileError) as error:
+        raise click.ClickException(f"nothing was imported:\n{error}") from None
+    new = store.count_cases() - before
+    click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
+
+
+@cases.command("list")
+@click.option("--label", type=click.Choice(["bad", "good"]), default=None)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--db", default=None, help=DB_HELP)
+def list_cases(label, limit, db) -> None:
+    """List stored cases: id, label, expected tool, query."""
+    rows = Store(db).cases(label=label, limit=limit)
+    for case in rows:
+        query = case.query.replace("\n", " ")
+        click.echo(f"{case.id:6d}  {case.label:4}  {case.expected.name:22}  {query[:70]}")
+    if not rows:
+        click.echo("no cases stored", err=True)
+
+
+@cases.command("show")
+@click.argument("case_id", type=int)
+@click.option("--db", default=None, help=DB_HELP)
+def show_case(case_id, db) -> None:
+    """Show one case in full, as JSON."""
+    case = Store(db).case(case_id)
+    if case is None:
+        raise click.ClickException(f"no case {case_id} in the store")
+    click.echo(json.dumps({
+        "id": case.id, "query": case.query, "context": list(case.context), "expected": case.expected.to_json(),
+        "actual": case.actual.to_json() if case.actual else None, "label": case.label, "tags": list(case.tags),
+        "source": case.source,
+    }, ensure_ascii=False, indent=2))
+
+
+@main.group()
+def runs() -> None:
+    """Inspect recorded runs."""
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--db", default=None, help=DB_HELP)
+def list_runs(limit, db) -> None:
+    """Recent runs: id, status, strategy, seed and winner test accuracy."""
+    rows = Store(db).runs(limit)
+    for row in rows:
+        summary = row.summary or {}
+        seed = (summary.get("seed") or {}).get("test_accuracy")
+        winner = (summary.get("winner") or {}).get("test_accuracy")
+        scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
+        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.status:8}  {row.strategy:8}  {scores}")
+    if not rows:
+        click.echo("no runs stored", err=True)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--db", default=None, help=DB_HELP)
+def show_run(run_id, as_json, db) -> None:
+    """A run's result table, computed from the store."""
+    try:
+        report = run_report(Store(db), run_id)
+    except RunNotFound:
+        raise click.ClickException(f"no run {run_id!r} in the store") from None
+    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Read case files (JSON Lines or CSV) into validated `Case` records.
+
+Every problem is reported with file, line and field; a file with any problem yields no cases at all, so an
+import is all-or-nothing. The format is documented in the README ("Case files").
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+
+MAX_REPORTED = 20
+ROLES = ("system", "user", "assistant", "tool")
+CSV_COLUMNS = ("query", "context", "expected_tool", "expected_arguments", "actual_tool", "actual_arguments",
+               "label", "tags", "source")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class CaseFileError(ValueError):
+    """A case file that cannot be imported; `problems` lists every reason, each with file, line and field."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        shown = [str(p) for p in problems[:MAX_REPORTED]]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more problems")
+        super().__init__("\n".join(shown))
+
+
+def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
+    """Parse and validate a `.jsonl`/`.json` or `.csv` case file against the task's tools."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CaseFileError([Problem(name, None, None, f"cannot read file: {error.strerror or error}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise CaseFileError([Problem(name, line, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
+                                                        "save the file as UTF-8")]) from None
+    records = _csv_records(name, text) if path.suffix.lower() == ".csv" else _jsonl_records(name, text)
+    problems = [p for p in records if isinstance(p, Problem)]
+    cases: list[Case] = []
+    validator = _Validator(tools)
+    for item in records:
+        if isinstance(item, Problem):
+            continue
+        line, data = item
+        case = validator.case(name, line, data, problems)
+        if case is not None:
+            cases.append(case)
+    if not problems and not cases:
+        problems.append(Problem(name, None, None, "the file holds no cases"))
+    if problems:
+        raise CaseFileError(problems)
+    return cases
+
+
+def _jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    records: list[tuple[int, Any] | Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            records.append(Problem(name, number, None, f"invalid JSON: {error.msg} (column {error.colno})"))
+    return records
+
+
+def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ("query", "expected_tool") if c not in (reader.fieldnames or [])]
+    if reader.fieldnames and missing:
+        return [Problem(name, 1, c, "missing column") for c in missing]
+    records: list[tuple[int, Any] | Problem] = []
+    for row in reader:
+        line = reader.line_num
+        data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
+                                "source": row.get("source") or ""}
+        try:
+            data["context"] = json.loads(row["context"]) if row.get("context") else []
+            data["expected"] = {"tool": row.get("expected_tool") or None,
+                                "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {}}
+            if row.get("actual_tool") or row.get("actual_arguments"):
+                data["actual"] = {"tool": row.get("actual_tool") or None,
+                                  "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
+        except json.JSONDecodeError as error:
+            records.append(Problem(name, line, None, f"invalid JSON in a column: {error.msg}"))
+            continue
+        tags = row.get("tags") or ""
+        data["tags"] = [t.strip() for t in tags.replace(",", ";").split(";") if t.strip()]
+        records.append((line, data))
+    return records
+
+
+class _Validator:
+    """Checks one decoded record against the case format and the task's tools."""
+
+    def __init__(self, tools: Sequence[dict[str, Any]]) -> None:
+        self.parameters = {
+            t["function"]["name"]: set((t["function"].get("parameters") or {}).get("properties", {})) for t in tools
+        }
+
+    def case(self, name: str, line: int, data: Any, problems: list[Problem]) -> Case | None:
+        before = len(problems)
+
+        def problem(field: str | None, message: str) -> None:
+            problems.append(Problem(name, line, field, message))
+
+        if not isinstance(data, dict):
+            problem(None, "each line must be a JSON object")
+            return None
+        query = data.get("query")
+        if not isinstance(query, str) or not query.strip():
+            problem("query", "missing" if query is None else "must be a non-empty string")
+        context = data.get("context") or []
+        if not isinstance(context, list) or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in context
+        ):
+            problem("context", 'must be a list of {"role": "user"|"assistant", "content": "..."} messages')
+        expected = self._tool_call(data.get("expected"), "expected", problem, required=True)
+        actual = self._tool_call(data.get("actual"), "actual", problem, required=False)
+        label = data.get("label")
+        if label is None:
+            label = "good" if actual is not None and expected is not None and actual == expected else "bad"
+        elif label not in LABELS:
+            problem("label", f"must be one of {', '.join(LABELS)}, got {label!r}")
+        tags = data.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            problem("tags", "must be a list of strings")
+        source = data.get("source") or ""
+        if not isinstance(source, str):
+            problem("source", "must be a string")
+        if len(problems) > before or expected is None:
+            return None
+        return Case(query=query, expected=expected, context=tuple(dict(m) for m in context), actual=actual,
+                    label=label, tags=tuple(tags), source=source)
+
+    def _tool_call(self, value: Any, field: str, problem: Any, required: bool) -> ToolCall | None:
+        if value is None:
+            if required:
+                problem(field, 'missing (use {"tool": null} for "no tool")')
+            return None
+        if not isinstance(value, dict) or "tool" not in value:
+            problem(field, 'must be an object like {"tool": "name" or null, "arguments": {...}}')
+            return None
+        tool = value.get("tool")
+        arguments = value.get("arguments") or {}
+        if tool is not None and not isinstance(tool, str):
+            problem(f"{field}.tool", "must be a tool name or null")
+            return None
+        if not isinstance(arguments, dict):
+            problem(f"{field}.arguments", "must be an object")
+            return None
+        name = tool or NO_TOOL
+        if field == "expected" and name != NO_TOOL:
+            if name not in self.parameters:
+                problem(f"{field}.tool", f"unknown tool {name!r}; the task's tools are: {', '.join(sorted(self.parameters))}")
+                return None
+            unknown = sorted(set(arguments) - self.parameters[name])
+            if unknown:
+                problem(f"{field}.arguments", f"{name} has no parameter {', '.join(map(repr, unknown))}")
+                return None
+        return ToolCall(name=name, arguments=arguments)

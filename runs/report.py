@@ -1,0 +1,75 @@
+"""A run's result, computed from the store: seed vs. winner on the test split with intervals and a paired test."""
+from __future__ import annotations
+
+from typing import Any
+
+from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
+from promptopt.runs.store import Store
+
+
+class RunNotFound(KeyError):
+    """No run with that id in the store."""
+
+
+def run_report(store: Store, run_id: str) -> dict[str, Any]:
+    """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs."""
+    run = store.run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    test_ids = [cid for cid, split in store.run_splits(run_id).items() if split == "test"]
+    steps = store.steps(run_id)
+    candidates = store.candidates(run_id)
+    report: dict[str, Any] = {
+        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": run.status,
+        "test_cases": len(test_ids),
+        "candidates": sum(1 for c in candidates if c.operator != "seed"),
+        "invalid_candidates": sum(1 for c in candidates if c.status == "invalid"),
+        "accepted": sum(1 for c in candidates if c.status == "accepted" and c.operator != "seed"),
+        **store.call_totals(run_id),
+    }
+    seed_eval = store.evaluations(run.seed_candidate_id) if run.seed_candidate_id else {}
+    winner_eval = store.evaluations(run.winner_candidate_id) if run.winner_candidate_id else {}
+    scored = [i for i in test_ids if i in seed_eval and i in winner_eval]
+    val_by_candidate = {s.incumbent_id: s.val_accuracy for s in steps if s.val_accuracy >= 0}
+    for key, candidate_id, evaluations in (("seed", run.seed_candidate_id, seed_eval),
+                                           ("winner", run.winner_candidate_id, winner_eval)):
+        passed = sum(evaluations[i].passed for i in scored)
+        lo, hi = wilson_interval(passed, len(scored))
+        report[key] = {
+            "candidate_id": candidate_id,
+            "test_accuracy": passed / len(scored) if scored else None,
+            "ci95": [lo, hi],
+            "val_accuracy": val_by_candidate.get(candidate_id),
+        }
+    fixed = [i for i in scored if winner_eval[i].passed and not seed_eval[i].passed]
+    broken = [i for i in scored if seed_eval[i].passed and not winner_eval[i].passed]
+    report.update(p_value=mcnemar_exact(len(fixed), len(broken)), fixed=len(fixed), broken=len(broken),
+                  fixed_case_ids=fixed, broken_case_ids=broken,
+                  steps=[{"step": s.step, "incumbent_id": s.incumbent_id, "val_accuracy": s.val_accuracy,
+                          "message": s.message} for s in steps])
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The human-readable result table printed at the end of a run and by `promptopt runs show`."""
+
+    def pct(value: float | None) -> str:
+        return "   n/a" if value is None else f"{100 * value:5.1f}%"
+
+    lines = [f"run {report['run_id']}  task {report['task']}  strategy {report['strategy']}  ({report['status']})",
+             "",
+             f"{'':14}{'test accuracy':>15}{'95% CI':>18}{'validation':>13}"]
+    for key, title in (("seed", "seed prompt"), ("winner", "winner")):
+        row = report[key]
+        lo, hi = row["ci95"]
+        lines.append(f"{title:14}{pct(row['test_accuracy']):>15}{f'[{100 * lo:.1f}, {100 * hi:.1f}]':>18}"
+                     f"{pct(row['val_accuracy']):>13}")
+    lines += ["",
+              f"paired exact McNemar p = {report['p_value']:.4g} on {report['test_cases']} held-out test cases: "
+              f"{report['fixed']} fixed, {report['broken']} broken",
+              f"candidates {report['candidates']} ({report['invalid_candidates']} invalid), accepted "
+              f"{report['accepted']}; model calls {report['model_calls']}, tokens in {report['tokens_in']}, "
+              f"out {report['tokens_out']}"]
+    if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
+        lines.append("no candidate beat the seed prompt on validation; the seed prompt stays the winner")
+    return "\n".join(lines)
