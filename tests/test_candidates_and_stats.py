@@ -1,0 +1,55 @@
+"""Candidate validation, splits and statistics."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from promptopt.case import Case, ToolCall
+from promptopt.optimizer.candidates import strip_markers, validation_problem
+from promptopt.optimizer.splits import split_cases
+from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
+
+TOOLS = ["get_order_status", "find_stores"]
+SEED = ("Use get_order_status or find_stores.\n<!-- protected -->\nNever share card numbers.\n"
+        "<!-- /protected -->\n")
+
+
+def test_valid_edit_passes():
+    assert validation_problem(SEED + "\nExamples: ...", SEED, TOOLS) is None
+
+
+@pytest.mark.parametrize("prompt, reason", [
+    (SEED.replace("Never share", "Feel free to share"), "protected region"),
+    (SEED.replace("<!-- /protected -->\n", ""), "protected region"),
+    (SEED.replace("find_stores", "the store finder"), "no longer names tool(s): find_stores"),
+    (SEED + "x" * 13000, "too long"),
+    ("   ", "empty"),
+])
+def test_invalid_candidates_are_named(prompt, reason):
+    assert reason in validation_problem(prompt, SEED, TOOLS)
+
+
+def test_strip_markers_keeps_the_text():
+    assert strip_markers(SEED) == "Use get_order_status or find_stores.\nNever share card numbers.\n"
+
+
+def test_splits_are_seeded_and_stratified():
+    cases = [Case(query=f"q{i}", expected=ToolCall(["a", "b", "none"][i % 3]), id=i) for i in range(120)]
+    first, again, other = split_cases(cases, 7), split_cases(cases, 7), split_cases(cases, 8)
+    assert first == again and first != other
+    counts = Counter((c.expected.name, first[c.id]) for c in cases)
+    for tool in ("a", "b", "none"):
+        assert (counts[(tool, "train")], counts[(tool, "val")], counts[(tool, "test")]) == (20, 10, 10)
+
+
+def test_wilson_interval_matches_reference_values():
+    lo, hi = wilson_interval(30, 100)
+    assert lo == pytest.approx(0.2189, abs=1e-4) and hi == pytest.approx(0.3958, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_exact_mcnemar():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 * 0.5 ** 10)
+    assert mcnemar_exact(5, 5) == 1.0

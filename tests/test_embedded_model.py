@@ -1,0 +1,57 @@
+"""The real embedded SmolLM2 model: packed scoring equals the naive reference, routing and argument filling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptopt.case import NO_TOOL
+from promptopt.models.embedded import parse_json_object, tool_names
+from promptopt.models.embedded_weights import CACHE_NAME
+from promptopt.config import model_cache_dir
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "where is my order FM202611030417?"}],
+    [{"role": "user", "content": "有草莓吗"}, {"role": "assistant", "content": "有的，丹东草莓 39 元一盒。"},
+     {"role": "user", "content": "加两盒到购物车"}],
+    [{"role": "user", "content": "thanks, bye"}],
+]
+
+
+def test_packed_scores_equal_one_forward_per_choice(embedded, task):
+    choices = [*tool_names(task.tools), NO_TOOL]
+    prompt = "You are FreshMart's assistant. Pick a tool."
+    packed = embedded.choice_logprobs(prompt, CONVERSATIONS, choices)
+    naive = embedded.choice_logprobs_naive(prompt, CONVERSATIONS, choices)
+    assert packed.shape == (3, len(choices))
+    assert np.abs(packed - naive).max() < 1e-3
+    assert (packed.argmax(1) == naive.argmax(1)).all()
+
+
+def test_route_picks_a_known_choice_and_accounts_for_it(embedded, task):
+    routed = embedded.route(task.seed_prompt, task.tools, CONVERSATIONS)
+    assert len(routed) == 3
+    assert {r.call.name for r in routed} <= {*tool_names(task.tools), NO_TOOL}
+    assert all(r.record.role == "task" and r.record.tokens_in > 200 for r in routed)
+
+
+def test_fill_arguments_keeps_only_schema_keys(embedded, task):
+    cart = next(t for t in task.tools if t["function"]["name"] == "manage_cart")
+    arguments = embedded.fill_arguments(task.seed_prompt, cart, CONVERSATIONS[1])
+    assert isinstance(arguments, dict)
+    assert set(arguments) <= set(cart["function"]["parameters"]["properties"])
+
+
+def test_converted_weights_are_cached():
+    folder = model_cache_dir() / CACHE_NAME
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ('"action": "add", "quantity": 2} and more', {}),
+    ('{"action": "add", "quantity": 2} and more', {"action": "add", "quantity": 2}),
+    ('{"a": {"b": 1}}', {"a": {"b": 1}}),
+    ('{"a": 1', {}),
+    ("[1, 2]", {}),
+])
+def test_parse_json_object(text, parsed):
+    assert parse_json_object(text) == parsed
