@@ -1,5 +1,6 @@
-"""Throughput of the embedded router: naive scoring (one forward per case x tool) against promptopt's packed
-scoring (system-prompt KV cache reused, all choices of a batch of cases packed into one forward), for a short
+"""Throughput of the embedded router's scoring (the channel scores `route` uses): naive (one forward per
+case x tool) against promptopt's packed scoring (system-prompt KV cache reused, all choices of a batch of
+cases packed into one forward), for a short
 (~150-token) and a long (~1,500-token) system prompt on the same cases. Ends with one JSON line of figures.
 
     python benchmarks/local_scoring.py [--cases N]
@@ -13,6 +14,7 @@ import time
 import numpy as np
 
 from promptopt.case import NO_TOOL
+from promptopt.optimizer.demos import render_demos
 from promptopt.models.embedded import EmbeddedModel, render_tool_section, tool_names
 from promptopt.runs.case_import import read_cases
 from promptopt.tasks import bundled_task
@@ -30,20 +32,19 @@ def main() -> None:
     model = EmbeddedModel()
     tools_section = render_tool_section(task.tools)
     short = f"You are FreshMart's shopping assistant.\n\n{tools_section}"
-    demos = "\n".join(f"User: {c.query}\nAssistant: {c.expected.name}" for c in cases[::3])
-    long_prompt = f"{task.seed_prompt}\n\n{tools_section}\n\n## Examples\n{demos}"
+    long_prompt = render_demos(f"{task.seed_prompt}\n\n{tools_section}", cases[::3])
     tokens = lambda text: len(model._encode(text))  # noqa: E731
     long_prompt = _trim_to_tokens(long_prompt, 1500, tokens)
     figures: dict[str, object] = {"cases": args.cases}
     same = True
     for label, prompt in (("short", short), ("long", long_prompt)):
-        model.choice_logprobs(prompt, conversations[:1], choices)  # warm the weights
+        model.channel_logprobs(prompt, conversations[:1], choices)  # warm the weights
         model._prefix = None
         started = time.perf_counter()
-        packed = model.choice_logprobs(prompt, conversations, choices)
+        packed = model.channel_logprobs(prompt, conversations, choices)
         packed_s = time.perf_counter() - started
         started = time.perf_counter()
-        naive = model.choice_logprobs_naive(prompt, conversations, choices)
+        naive = model.channel_logprobs_naive(prompt, conversations, choices)
         naive_s = time.perf_counter() - started
         same = same and bool((packed.argmax(1) == naive.argmax(1)).all())
         figures.update({

@@ -15,22 +15,20 @@ from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 EXAMPLES_HEADER = "## Examples"
-MAX_DEMO_CHARS = 120
+MAX_DEMO_CHARS = 80
 
 
 def render_demo(case: Case) -> str:
-    """One example as the model should read it: the conversation, then the tool to call."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in case.context]
-    lines.append(f"User: {case.query}")
-    lines.append(f"Assistant: {case.expected.name}")
-    return "\n".join(lines)
+    """One example as `tool: request`, a line a capable model reads as a labelled example and the embedded
+    model's channel scoring (`"{choice}: {message}"`) reads the same way."""
+    return f"{case.expected.name}: {' '.join(case.query.split())}"
 
 
 def render_demos(base_prompt: str, demos: Sequence[Case]) -> str:
     """The base prompt with an examples section appended."""
     if not demos:
         return base_prompt
-    body = "\n\n".join(render_demo(c) for c in demos)
+    body = "\n".join(render_demo(c) for c in demos)
     return f"{base_prompt.rstrip()}\n\n{EXAMPLES_HEADER}\n{body}\n"
 
 
@@ -39,7 +37,7 @@ class DemosStrategy:
 
     name = "demos"
 
-    def __init__(self, n_demos: int = 16, candidates: int = 4, train_sample: int = 96) -> None:
+    def __init__(self, n_demos: int = 22, candidates: int = 3, train_sample: int = 48) -> None:
         self.n_demos = n_demos
         self.candidates = candidates
         self.train_sample = train_sample
@@ -86,7 +84,7 @@ class DemosStrategy:
         rng = context.rng
         by_tool: dict[str, list[Case]] = defaultdict(list)
         for case in context.train:
-            if len(case.query) + sum(len(m["content"]) for m in case.context) <= MAX_DEMO_CHARS:
+            if not case.context and len(case.query) <= MAX_DEMO_CHARS:
                 by_tool[case.expected.name].append(case)
         failing = {i for i, r in context.incumbent_train.items() if not r.passed}
         chosen: list[int] = []

@@ -30,10 +30,10 @@ class RunConfig:
     task: str = "tool-routing"
     strategy: str = "demos"
     model: str = "embedded"
-    steps: int = 2
+    steps: int = 1
     seed: int = 0
     splits: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    seed_train_sample: int = 128
+    seed_train_sample: int = 48
     max_calls: int | None = None
     max_seconds: float | None = None
     max_broken: int = 2

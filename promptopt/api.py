@@ -53,7 +53,7 @@ def optimize(
     prompt: str | Path | None = None,
     tools: str | Path | None = None,
     strategy: str = "demos",
-    steps: int = 2,
+    steps: int = 1,
     seed: int = 0,
     model: str | ModelBackend = EMBEDDED,
     db: str | None = None,

@@ -56,7 +56,7 @@ def main() -> None:
               help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="demos", show_default=True,
               help="Search strategy.")
-@click.option("--steps", type=click.IntRange(1), default=2, show_default=True, help="Search steps (rounds).")
+@click.option("--steps", type=click.IntRange(1), default=1, show_default=True, help="Search steps (rounds).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for splits and sampling.")
 @click.option("--model", default="embedded", show_default=True, help="Task model: 'embedded' (local SmolLM2).")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for --model (not supported yet).")
@@ -70,7 +70,7 @@ def main() -> None:
               help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
 @click.option("--arguments/--no-arguments", default=False, show_default=True,
               help="Also generate and check tool arguments (slow on the embedded model).")
-@click.option("--n-demos", type=click.IntRange(1), default=16, show_default=True,
+@click.option("--n-demos", type=click.IntRange(1), default=22, show_default=True,
               help="demos strategy: examples per candidate prompt.")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")

@@ -17,11 +17,12 @@ CONVERSATIONS = [
 ]
 
 
-def test_packed_scores_equal_one_forward_per_choice(embedded, task):
+@pytest.mark.parametrize("method", ["choice_logprobs", "channel_logprobs"])
+def test_packed_scores_equal_one_forward_per_choice(embedded, task, method):
     choices = [*tool_names(task.tools), NO_TOOL]
     prompt = "You are FreshMart's assistant. Pick a tool."
-    packed = embedded.choice_logprobs(prompt, CONVERSATIONS, choices)
-    naive = embedded.choice_logprobs_naive(prompt, CONVERSATIONS, choices)
+    packed = getattr(embedded, method)(prompt, CONVERSATIONS, choices)
+    naive = getattr(embedded, f"{method}_naive")(prompt, CONVERSATIONS, choices)
     assert packed.shape == (3, len(choices))
     assert np.abs(packed - naive).max() < 1e-3
     assert (packed.argmax(1) == naive.argmax(1)).all()

@@ -39,7 +39,7 @@ class ScriptedRouter:
             if self.fail_after is not None and self.calls > self.fail_after:
                 raise ConnectionError("scripted failure")
             case = self.answers[conversation[-1]["content"]]
-            name = case.expected.name if f"Assistant: {case.expected.name}" in examples else "none"
+            name = case.expected.name if f"\n{case.expected.name}: " in examples else "none"
             if examples and self.break_good and case.label == "good":
                 name = "find_stores" if case.expected.name != "find_stores" else "get_promotions"
             out.append(Routed(ToolCall(name), CallRecord("task", self.name, 10, 1, 0.001)))

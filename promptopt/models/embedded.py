@@ -1,9 +1,13 @@
 """The embedded backend: SmolLM2-135M-Instruct on CPU through transformers.
 
-It routes by log-likelihood: every tool name (and `none`), followed by the end-of-turn token, is scored as the
-assistant's reply. The system prompt is encoded once per candidate and its key/value cache reused; all choices
-of several conversations are packed into one sequence per conversation (a tree attention mask keeps the
-choices apart) so one forward scores a whole batch. Arguments are filled by a short greedy generation.
+It routes with the noisy channel (Min et al. 2022): each choice (tool name or `none`) is written as `"{choice}: "`
+at the start of the user's last message and the message's own tokens are scored, so the pick is the choice under
+which the model best predicts what the user said. A 135M model scoring the reply directly (`choice_logprobs`)
+answers `none` almost always whatever the prompt; the channel has no such label prior and reads demos rendered
+as `"{tool}: {query}"` the same way. The system prompt is encoded once per candidate and its key/value cache
+reused; each conversation's branches are packed as a token trie into one sequence (a tree attention mask keeps
+them apart; shared tokens are fed once, a branch's last token never), rows are sorted by length so batches carry
+little padding, and one forward scores a whole batch. Arguments are filled by a short greedy generation.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from promptopt.models.base import CallRecord, Routed
 
 END_OF_TURN = "<|im_end|>"
 TOOL_SECTION_HEADER = "## Tools\nReply with the name of exactly one tool, or none when no tool fits."
+CHANNEL_TAG = "{choice}: "
+CHANNEL_SLOT = "\x00"
 
 
 def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
@@ -35,6 +41,62 @@ def render_tool_section(tools: Sequence[dict[str, Any]]) -> str:
         lines.append(f"- {tool['function']['name']}: {description}")
     lines.append(f"- {NO_TOOL}: no tool, answer directly")
     return "\n".join(lines)
+
+
+class _Tree:
+    """Shared tokens followed by a trie of branches, flattened for one packed forward.
+
+    Only tokens whose output is needed are fed (a branch's last token is a target, never an input); branches
+    that start alike share those tokens. `terms[j]` lists (predictor index, target token) for branch j's scored
+    tokens, and `predictors` the input columns whose next-token distributions they read.
+    """
+
+    def __init__(self, shared: list[int], branches: list[tuple[list[int], int]]) -> None:
+        if not shared:
+            raise ValueError("a packed row needs at least one shared token")
+        parent = list(range(-1, len(shared) - 1))
+        tokens, depth = list(shared), list(range(len(shared)))
+        children: dict[tuple[int, int], int] = {}
+        paths = []
+        for ids, _ in branches:
+            node, path = len(shared) - 1, []
+            for token in ids:
+                key = (node, token)
+                if key not in children:
+                    children[key] = len(tokens)
+                    tokens.append(token)
+                    parent.append(node)
+                    depth.append(depth[node] + 1)
+                node = children[key]
+                path.append(node)
+            paths.append(path)
+        fed = set(range(len(shared))) | {p for p in parent[len(shared):]}
+        keep = sorted(fed)
+        column = {node: k for k, node in enumerate(keep)}
+        self.tokens = [tokens[node] for node in keep]
+        self.depths = [depth[node] for node in keep]
+        self.parents = [column[parent[node]] if parent[node] >= 0 else -1 for node in keep]
+        self.size = len(keep)
+        predictor: dict[int, int] = {}
+        self.terms: list[list[tuple[int, int]]] = []
+        for (ids, start), path in zip(branches, paths):
+            terms = []
+            for t in range(start, len(ids)):
+                source = column[parent[path[t]]]
+                terms.append((predictor.setdefault(source, len(predictor)), ids[t]))
+            self.terms.append(terms)
+        self.predictors = list(predictor)
+
+    def ancestry(self) -> Any:
+        """Boolean (size, size) mask: each fed token sees itself and its ancestors."""
+        import torch
+
+        mask = np.zeros((self.size, self.size), dtype=bool)
+        for node, up in enumerate(self.parents):
+            if up >= 0:
+                mask[node] = mask[up]
+            mask[node, node] = True
+        return torch.from_numpy(mask)
 
 
 @dataclass
@@ -108,83 +170,128 @@ class EmbeddedModel:
             self._load()
             prefix = self._prefix_cache(system_prompt)
             choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
-            suffixes = [self._encode(self._suffix_text(system_prompt, c)) for c in conversations]
-            scores = np.zeros((len(conversations), len(choices)))
-            for start in range(0, len(suffixes), self.batch_size):
-                batch = suffixes[start:start + self.batch_size]
-                scores[start:start + len(batch)] = self._score_packed(prefix, batch, choice_ids)
-            return scores
+            rows = [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
+                    for c in conversations]
+            return self._score_rows(prefix, rows)
 
-    def _score_packed(self, prefix: PrefixCache, suffixes: list[list[int]], choice_ids: list[list[int]]) -> np.ndarray:
+    def channel_logprobs(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> np.ndarray:
+        """Log-probability of each conversation's last user message given each choice (the noisy channel).
+
+        The choice is written at the start of the last user turn as `"{choice}: "`, mirroring demos rendered
+        as `"{tool}: {query}"`; only the message's own tokens (and its end of turn) are scored.
+        """
+        with self._lock:
+            self._load()
+            prefix = self._prefix_cache(system_prompt)
+            rows = [self._channel_row(system_prompt, c, choices) for c in conversations]
+            return self._score_rows(prefix, rows)
+
+    def _channel_row(
+        self, system_prompt: str, conversation: list[dict[str, str]], choices: Sequence[str]
+    ) -> tuple[list[int], list[tuple[list[int], int]]]:
+        """The shared head (earlier turns and the user turn opener) and, per choice, its tokens and scored start."""
+        *context, last = conversation
+        if last.get("role") != "user":
+            raise ValueError("channel scoring needs a conversation that ends with a user message")
+        head_text = self._suffix_text(system_prompt, [*context, {"role": "user", "content": CHANNEL_SLOT}])
+        head_text = head_text[:head_text.index(CHANNEL_SLOT)]
+        branches = []
+        for choice in choices:
+            tag = CHANNEL_TAG.format(choice=choice)
+            tag_ids = self._encode(tag)
+            ids = self._encode(tag + last["content"] + END_OF_TURN)
+            start = 0
+            while start < min(len(tag_ids), len(ids)) and tag_ids[start] == ids[start]:
+                start += 1
+            branches.append((ids, start))
+        return self._encode(head_text), branches
+
+    def _score_rows(self, prefix: PrefixCache, rows: list[tuple[list[int], list[tuple[list[int], int]]]]) -> np.ndarray:
+        """Score rows of (shared tokens, branches), shortest first so batches carry little padding."""
+        width = max((len(branches) for _, branches in rows), default=0)
+        scores = np.zeros((len(rows), width))
+        trees = [_Tree(shared, branches) for shared, branches in rows]
+        order = sorted(range(len(rows)), key=lambda i: trees[i].size)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            scores[batch] = self._score_trees(prefix, [trees[i] for i in batch], width)
+        return scores
+
+    def _score_trees(self, prefix: PrefixCache, trees: list["_Tree"], width: int) -> np.ndarray:
+        """One forward for a batch of token trees over the cached system prompt; sums of the scored log-probs."""
         import torch
         from transformers import DynamicCache
 
-        batch, plen = len(suffixes), prefix.length
-        width = max(len(s) for s in suffixes) + sum(len(c) for c in choice_ids)
-        ids = torch.zeros((batch, width), dtype=torch.long)
-        positions = torch.zeros((batch, width), dtype=torch.long)
-        mask = torch.zeros((batch, 1, width, plen + width), dtype=torch.bool)
+        batch, plen = len(trees), prefix.length
+        length = max(tree.size for tree in trees)
+        ids = torch.zeros((batch, length), dtype=torch.long)
+        positions = torch.zeros((batch, length), dtype=torch.long)
+        mask = torch.zeros((batch, 1, length, plen + length), dtype=torch.bool)
         mask[:, :, :, :plen] = True
-        gather_rows: list[list[tuple[int, int]]] = []
-        for row, suffix in enumerate(suffixes):
-            n = len(suffix)
-            ids[row, :n] = torch.tensor(suffix)
-            positions[row, :n] = plen + torch.arange(n)
-            mask[row, 0, :n, plen:plen + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            offset = n
-            pairs = []
-            for tokens in choice_ids:
-                k = len(tokens)
-                ids[row, offset:offset + k] = torch.tensor(tokens)
-                positions[row, offset:offset + k] = plen + n + torch.arange(k)
-                mask[row, 0, offset:offset + k, plen:plen + n] = True
-                mask[row, 0, offset:offset + k, plen + offset:plen + offset + k] = torch.tril(
-                    torch.ones(k, k, dtype=torch.bool)
-                )
-                # token t of this choice is predicted from the token before it
-                pairs.extend((n - 1 if t == 0 else offset + t - 1, tokens[t]) for t in range(k))
-                offset += k
-            for pad in range(offset, width):
-                mask[row, 0, pad, plen + pad] = True
-            gather_rows.append(pairs)
+        for row, tree in enumerate(trees):
+            n = tree.size
+            ids[row, :n] = torch.tensor(tree.tokens)
+            positions[row, :n] = plen + torch.tensor(tree.depths)
+            mask[row, 0, :n, plen:plen + n] = tree.ancestry()
+            pads = torch.arange(n, length)
+            mask[row, 0, pads, plen + pads] = True
+            positions[row, n:] = plen + pads
         cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
         with torch.inference_mode():
             hidden = self._model.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
             ).last_hidden_state
-            rows = torch.tensor([r for r, pairs in enumerate(gather_rows) for _ in pairs])
-            cols = torch.tensor([p for pairs in gather_rows for p, _ in pairs])
-            targets = torch.tensor([t for pairs in gather_rows for _, t in pairs])
+            rows = torch.tensor([r for r, tree in enumerate(trees) for _ in tree.predictors])
+            cols = torch.tensor([c for tree in trees for c in tree.predictors])
             logprobs = torch.log_softmax(self._model.lm_head(hidden[rows, cols]).float(), dim=-1)
-            token_scores = logprobs[torch.arange(len(targets)), targets].numpy()
-        out = np.zeros((batch, len(choice_ids)))
-        cursor = 0
-        for row in range(batch):
-            for j, tokens in enumerate(choice_ids):
-                out[row, j] = token_scores[cursor:cursor + len(tokens)].sum()
-                cursor += len(tokens)
+            flat = logprobs.numpy()
+        out = np.zeros((batch, width))
+        offset = 0
+        for row, tree in enumerate(trees):
+            for j, terms in enumerate(tree.terms):
+                out[row, j] = sum(float(flat[offset + k, token]) for k, token in terms)
+            offset += len(tree.predictors)
         return out
 
     def choice_logprobs_naive(
         self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
     ) -> np.ndarray:
-        """Reference scorer: one full forward per (conversation, choice). Slow; for benchmarks and tests."""
-        import torch
-
+        """Reference for `choice_logprobs`: one full forward per (conversation, choice). Slow; for benchmarks."""
         with self._lock:
             self._load()
-            scores = np.zeros((len(conversations), len(choices)))
-            system_ids = self._encode(self._system_text(system_prompt))
-            for i, conversation in enumerate(conversations):
-                context = system_ids + self._encode(self._suffix_text(system_prompt, conversation))
-                for j, choice in enumerate(choices):
-                    tokens = self._encode(choice + END_OF_TURN)
-                    ids = torch.tensor([context + tokens])
-                    with torch.inference_mode():
-                        logits = self._model(input_ids=ids).logits[0].float()
-                    logprobs = torch.log_softmax(logits[len(context) - 1:-1], dim=-1)
-                    scores[i, j] = logprobs[torch.arange(len(tokens)), torch.tensor(tokens)].sum().item()
-            return scores
+            choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
+            rows = [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
+                    for c in conversations]
+            return self._score_rows_naive(system_prompt, rows)
+
+    def channel_logprobs_naive(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> np.ndarray:
+        """Reference for `channel_logprobs`: one full forward per (conversation, choice). Slow; for benchmarks."""
+        with self._lock:
+            self._load()
+            rows = [self._channel_row(system_prompt, c, choices) for c in conversations]
+            return self._score_rows_naive(system_prompt, rows)
+
+    def _score_rows_naive(self, system_prompt: str,
+                          rows: list[tuple[list[int], list[tuple[list[int], int]]]]) -> np.ndarray:
+        """Score each branch with its own forward over the whole text: no cache, no packing."""
+        import torch
+
+        system_ids = self._encode(self._system_text(system_prompt))
+        scores = np.zeros((len(rows), max((len(b) for _, b in rows), default=0)))
+        for i, (shared, branches) in enumerate(rows):
+            for j, (tokens, start) in enumerate(branches):
+                context = system_ids + shared + tokens[:start]
+                ids = torch.tensor([context + tokens[start:]])
+                with torch.inference_mode():
+                    logits = self._model(input_ids=ids).logits[0].float()
+                logprobs = torch.log_softmax(logits[len(context) - 1:-1], dim=-1)
+                target = torch.tensor(tokens[start:])
+                scores[i, j] = logprobs[torch.arange(len(target)), target].sum().item()
+        return scores
 
     def route(
         self,
@@ -193,11 +300,11 @@ class EmbeddedModel:
         conversations: Sequence[list[dict[str, str]]],
         fill_arguments: bool = False,
     ) -> list[Routed]:
-        """Pick the most likely tool name (or `none`) for each conversation; optionally generate arguments."""
+        """Pick the choice (tool or `none`) under which the last user message is likeliest; optionally fill args."""
         choices = [*tool_names(tools), NO_TOOL]
         full_prompt = f"{system_prompt}\n\n{render_tool_section(tools)}"
         started = time.perf_counter()
-        scores = self.choice_logprobs(full_prompt, conversations, choices)
+        scores = self.channel_logprobs(full_prompt, conversations, choices)
         share = (time.perf_counter() - started) / max(len(conversations), 1)
         prompt_tokens = len(self._encode(self._system_text(full_prompt)))
         results = []
