@@ -168,11 +168,16 @@ class EmbeddedModel:
         """Log-probability of each choice (plus end of turn) as the reply to each conversation, packed."""
         with self._lock:
             self._load()
-            prefix = self._prefix_cache(system_prompt)
-            choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
-            rows = [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
-                    for c in conversations]
-            return self._score_rows(prefix, rows)
+            return self._score_rows(self._prefix_cache(system_prompt),
+                                    self._reply_rows(system_prompt, conversations, choices))
+
+    def _reply_rows(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> list[tuple[list[int], list[tuple[list[int], int]]]]:
+        """Per conversation: the rendered turns up to the assistant opener, and each choice + end of turn."""
+        choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
+        return [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
+                for c in conversations]
 
     def channel_logprobs(
         self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
@@ -261,10 +266,7 @@ class EmbeddedModel:
         """Reference for `choice_logprobs`: one full forward per (conversation, choice). Slow; for benchmarks."""
         with self._lock:
             self._load()
-            choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
-            rows = [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
-                    for c in conversations]
-            return self._score_rows_naive(system_prompt, rows)
+            return self._score_rows_naive(system_prompt, self._reply_rows(system_prompt, conversations, choices))
 
     def channel_logprobs_naive(
         self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
