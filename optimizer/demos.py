@@ -2,8 +2,9 @@
 
 Each candidate set covers every tool (and "no tool") once, then spends the rest of its slots on the most
 confused pairs of the incumbent (a case of the expected tool it got wrong, and a case of the tool it wrongly
-chose). Candidate sets are scored on one shared sample of training cases that are not demos themselves; the
-best goes to the run loop's acceptance test. Later steps mutate the incumbent's set towards its new errors.
+chose). Candidate sets and the incumbent are scored on one shared sample of training cases that are not demos
+themselves; only sets better than the incumbent there are returned, best first, for the loop's acceptance
+test. Later steps mutate the incumbent's set towards its new errors.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate
+from promptopt.optimizer.scorer import accuracy
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 EXAMPLES_HEADER = "## Examples"
@@ -73,11 +75,18 @@ class DemosStrategy:
             return []
         excluded = {i for c in registered for i in c.details["demo_case_ids"]}
         sample = self._sample(context, excluded)
+        baseline = accuracy(context.scorer.score(incumbent.id, incumbent.prompt, sample, label=f"step {step} incumbent"))
         proposals = []
         for candidate in registered:
             results = context.scorer.score(candidate.id, candidate.prompt, sample, label=f"step {step} train")
             proposals.append(Proposal(candidate, results))
-        return sorted(proposals, key=lambda p: -p.train_accuracy)
+        for proposal in proposals:
+            if proposal.train_accuracy <= baseline:
+                context.store.set_candidate_status(
+                    proposal.candidate.id, "rejected",
+                    f"not better than the incumbent on the training sample "
+                    f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
+        return sorted((p for p in proposals if p.train_accuracy > baseline), key=lambda p: -p.train_accuracy)
 
     def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
         """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""
@@ -107,7 +116,10 @@ class DemosStrategy:
         while len(chosen) < self.n_demos and pairs and index < 4 * self.n_demos:
             expected, predicted = pairs[index % len(pairs)]
             mistaken = {i for i in failing if context.incumbent_train[i].output.name == predicted}
-            take(expected, mistaken) if index % 2 == 0 else take(predicted)
+            if index % 2 == 0:
+                take(expected, mistaken)
+            else:
+                take(predicted)
             index += 1
         tools = sorted(by_tool)
         while len(chosen) < self.n_demos and any(c.id not in chosen for t in tools for c in by_tool[t]):

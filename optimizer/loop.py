@@ -100,8 +100,9 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
             )
             proposals = strategy.propose(context, step)
             if not proposals:
-                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), "no valid candidates proposed")
-                say(f"step {step}: no valid candidates proposed")
+                message = "no valid candidate beat the incumbent on the strategy's training sample"
+                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message)
+                say(f"step {step}: {message}")
                 continue
             best = proposals[0]
             for other in proposals[1:]:

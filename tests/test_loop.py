@@ -143,3 +143,21 @@ def test_invalid_candidates_never_reach_evaluation(store):
     assert store.evaluations(invalid[0].id) == {}
     assert report["winner"]["candidate_id"] == report["seed"]["candidate_id"]
     assert report["invalid_candidates"] == 1
+
+
+class NoneRouter(ScriptedRouter):
+    """Says none whatever the prompt, so no demo set can help."""
+
+    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+        return [Routed(ToolCall(), CallRecord("task", self.name, 10, 1, 0.001)) for _ in conversations]
+
+
+def test_sets_no_better_on_training_sample_never_reach_validation(store):
+    cases = make_cases(store)
+    report = run(store, NoneRouter(cases))
+    splits = store.run_splits(report["run_id"])
+    demo_sets = [c for c in store.candidates(report["run_id"]) if c.operator == "demos"]
+    assert demo_sets and all(c.status == "rejected" for c in demo_sets)
+    assert all("not better than the incumbent on the training sample" in c.rejection for c in demo_sets)
+    assert all(splits[i] == "train" for c in demo_sets for i in store.evaluations(c.id))
+    assert "no valid candidate beat the incumbent" in report["steps"][1]["message"]
