@@ -71,5 +71,5 @@ def format_report(report: dict[str, Any]) -> str:
               f"{report['accepted']}; model calls {report['model_calls']}, tokens in {report['tokens_in']}, "
               f"out {report['tokens_out']}"]
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
-        lines.append("no candidate beat the seed prompt on validation; the seed prompt stays the winner")
+        lines.append("no candidate passed acceptance; the seed prompt stays the winner")
     return "\n".join(lines)
