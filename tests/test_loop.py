@@ -68,6 +68,7 @@ def test_demos_run_beats_seed_and_records_everything(store):
     router = ScriptedRouter(cases)
     report = run(store, router)
     assert report["status"] == "finished"
+    assert store.run(report["run_id"]).summary == report
     assert report["seed"]["test_accuracy"] == pytest.approx(0.25)
     assert report["winner"]["test_accuracy"] == 1.0
     assert report["fixed"] == 18 and report["broken"] == 0 and report["p_value"] < 0.001
