@@ -75,7 +75,8 @@ class DemosStrategy:
             return []
         excluded = {i for c in registered for i in c.details["demo_case_ids"]}
         sample = self._sample(context, excluded)
-        baseline = accuracy(context.scorer.score(incumbent.id, incumbent.prompt, sample, label=f"step {step} incumbent"))
+        incumbent_results = context.scorer.score(incumbent.id, incumbent.prompt, sample, label=f"step {step} incumbent")
+        baseline = accuracy(incumbent_results)
         proposals = []
         for candidate in registered:
             results = context.scorer.score(candidate.id, candidate.prompt, sample, label=f"step {step} train")

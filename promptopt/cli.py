@@ -10,6 +10,8 @@ import click
 
 from promptopt.config import default_db_url
 from promptopt.optimizer import STRATEGIES
+from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.loop import RunConfig
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.export import FORMATS, export_prompt
 from promptopt.runs.report import RunNotFound, format_report, run_report
@@ -56,21 +58,21 @@ def main() -> None:
               help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="demos", show_default=True,
               help="Search strategy.")
-@click.option("--steps", type=click.IntRange(1), default=1, show_default=True, help="Search steps (rounds).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for splits and sampling.")
+@click.option("--steps", type=click.IntRange(1), default=RunConfig.steps, show_default=True, help="Search steps (rounds).")
+@click.option("--seed", type=int, default=RunConfig.seed, show_default=True, help="Random seed for splits and sampling.")
 @click.option("--model", default="embedded", show_default=True, help="Task model: 'embedded' (local SmolLM2).")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint for --model (not supported yet).")
 @click.option("--budget-calls", type=click.IntRange(1), default=None,
               help="Stop searching after this many model calls (the final test scoring is not counted).")
 @click.option("--budget-seconds", type=click.FloatRange(1), default=None,
               help="Stop searching after this many seconds of wall time.")
-@click.option("--max-broken", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--max-broken", type=click.IntRange(0), default=RunConfig.max_broken, show_default=True,
               help="Previously-good validation cases a candidate may break and still be accepted.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
 @click.option("--arguments/--no-arguments", default=False, show_default=True,
               help="Also generate and check tool arguments (slow on the embedded model).")
-@click.option("--n-demos", type=click.IntRange(1), default=22, show_default=True,
+@click.option("--n-demos", type=click.IntRange(1), default=DemosStrategy().n_demos, show_default=True,
               help="demos strategy: examples per candidate prompt.")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
