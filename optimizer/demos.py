@@ -44,6 +44,10 @@ class DemosStrategy:
         self.candidates = candidates
         self.train_sample = train_sample
 
+    def expected_calls(self, n_train: int, steps: int) -> int:
+        """Per step: the incumbent and each candidate set on the training sample."""
+        return steps * (1 + self.candidates) * min(self.train_sample, n_train)
+
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         incumbent = context.incumbent
         base = incumbent.details.get("base_prompt", incumbent.prompt)

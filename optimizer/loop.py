@@ -25,17 +25,23 @@ Progress = Callable[[str], None]
 
 @dataclass
 class RunConfig:
-    """Everything that decides a run's outcome; stored with the run."""
+    """Everything that decides a run's outcome; stored with the run (model names and URLs, never API keys)."""
 
     task: str = "tool-routing"
     strategy: str = "demos"
     model: str = "embedded"
+    base_url: str | None = None
+    optimizer_model: str = "embedded"
+    optimizer_base_url: str | None = None
+    concurrency: int = 8
     steps: int = 1
     seed: int = 0
     splits: tuple[float, float, float] = (0.5, 0.25, 0.25)
     seed_train_sample: int = 48
     max_calls: int | None = None
     max_seconds: float | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
     max_broken: int = 2
     alpha: float | None = None
     fill_arguments: bool = False
@@ -48,8 +54,11 @@ class RunConfig:
 
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
                      model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
-                     progress: Progress | None = None) -> dict[str, Any]:
-    """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`)."""
+                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None) -> dict[str, Any]:
+    """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
+
+    `model` is the task model whose prompt is optimized; `optimizer_model` writes prompts for the strategies
+    that need one (None: the task model)."""
     say = progress or (lambda message: None)
     problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
     if problem:
@@ -60,12 +69,12 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
         f"test {len(by_split['test'])}")
     try:
-        budget = Budget(config.max_calls, config.max_seconds)
+        budget = Budget(config.max_calls, config.max_seconds, config.max_tokens, config.max_usd)
         scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
         seed = Candidate(prompt=seed_prompt, operator="seed")
         seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
         store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
-        winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say)
+        winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
         say("scoring seed and winner on the held-out test split")
         scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
         scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
@@ -79,7 +88,8 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
 
 
 def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,
-            by_split: dict[str, list[Case]], config: RunConfig, say: Progress) -> Candidate:
+            by_split: dict[str, list[Case]], config: RunConfig, say: Progress, optimizer_model: ModelBackend
+            ) -> Candidate:
     """Propose -> validate -> score -> accept, for `config.steps` steps or until the budget runs out."""
     rng = np.random.default_rng(config.seed)
     train, val = by_split["train"], by_split["val"]
@@ -97,6 +107,7 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
                 run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
                 tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
                 incumbent_train=incumbent_train, max_chars=config.max_chars, options=config.strategy_options,
+                optimizer_model=optimizer_model,
             )
             proposals = strategy.propose(context, step)
             if not proposals:

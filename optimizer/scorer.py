@@ -24,6 +24,7 @@ class CaseResult:
     score: float
     passed: bool
     feedback: str
+    error: str = ""
 
 
 Progress = Callable[[str], None]
@@ -50,9 +51,19 @@ class Scorer:
             chunk = todo[start:start + CHUNK]
             routed = self.task.run(self.model, prompt, chunk)
             for case, answer in zip(chunk, routed):
-                score = self.evaluator(case, answer.call)
-                self._cache[(prompt, case.id)] = CaseResult(case.id, answer.call, score.value, score.passed,
-                                                            score.feedback)
+                if answer.error:
+                    result = CaseResult(case.id, answer.call, 0.0, False, f"model call failed: {answer.error}",
+                                        answer.error)
+                else:
+                    score = self.evaluator(case, answer.call)
+                    result = CaseResult(case.id, answer.call, score.value, score.passed, score.feedback)
+                self._cache[(prompt, case.id)] = result
+            failed = sum(1 for answer in routed if answer.error)
+            if failed:
+                self.progress(f"{label}: {failed} model call(s) failed after retries; counted as wrong, "
+                              f"first error: {next(a.error for a in routed if a.error)}")
+            if charge:
+                self.budget.spend(r.record for r in routed)
             self._save(candidate_id, prompt, chunk, [r.record for r in routed])
             self.progress(f"{label} {min(start + CHUNK, len(todo))}/{len(todo)} cases".strip())
         self._save(candidate_id, prompt, [c for c in cases if (candidate_id, c.id) not in self._stored], [])
@@ -63,7 +74,7 @@ class Scorer:
             return
         records = [
             EvaluationRecord(case_id=c.id, output=r.output, score=r.score, passed=r.passed, feedback=r.feedback,
-                             evaluator=self.evaluator.name)
+                             evaluator=self.evaluator.name, error=r.error)
             for c in cases
             for r in [self._cache[(prompt, c.id)]]
         ]

@@ -7,6 +7,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from promptopt.case import Case
+from promptopt.models.base import ModelBackend
 from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.runs.store import Store
@@ -15,7 +16,7 @@ from promptopt.runs.store import Store
 @dataclass
 class SearchContext:
     """What a strategy may use: the training cases, the incumbent and its training results, the shared scorer
-    (budgeted, cached, stored) and `register`, which validates and stores each proposal."""
+    (budgeted, cached, stored), the optimizer model, and `register`, which validates and stores each proposal."""
 
     run_id: str
     store: Store
@@ -28,6 +29,7 @@ class SearchContext:
     incumbent_train: dict[int, CaseResult]
     max_chars: int
     options: dict[str, Any]
+    optimizer_model: ModelBackend | None = None
 
     def register(self, candidate: Candidate, step: int) -> Candidate | None:
         """Store the proposal; return it with its id if it may be evaluated, None if validation rejects it."""
@@ -57,4 +59,8 @@ class Strategy(Protocol):
     name: str
 
     def propose(self, context: SearchContext, step: int) -> Sequence[Proposal]:
+        ...
+
+    def expected_calls(self, n_train: int, steps: int) -> int:
+        """Task-model calls the strategy itself makes over `steps` steps (for `--estimate`); an upper bound."""
         ...

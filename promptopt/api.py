@@ -1,15 +1,19 @@
 """The Python API: the same run as `promptopt run`, from a script."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.case import Case
+from promptopt.config import load_config
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models import EMBEDDED, ModelBackend, load_model
+from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
+from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.optimizer import make_strategy
+from promptopt.optimizer.estimate import Estimate, estimate_run
 from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.splits import split_cases
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
@@ -47,6 +51,42 @@ def import_case_files(store: Store, paths: Sequence[str | Path], tools: list[dic
     return store.cases(unique)
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """Everything a run needs, resolved from the arguments, the bundled task and the config file."""
+
+    task: str
+    tools: list[dict[str, Any]]
+    seed_prompt: str
+    case_files: list[str | Path]
+    task_settings: ModelSettings
+    optimizer_settings: ModelSettings
+    prices: PriceTable
+    config: RunConfig
+
+
+def _setup(task: str, cases: Sequence[str | Path] | None, prompt: str | Path | None, tools: str | Path | None,
+           strategy: str, model: str | None, base_url: str | None, api_key: str | None,
+           optimizer_model: str | None, optimizer_base_url: str | None, optimizer_api_key: str | None,
+           config_file: str | Path | None, config_values: dict[str, Any], require_key: bool = True) -> _Setup:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    bundled = bundled_task(task)
+    file_config = load_config(config_file)
+    task_settings = resolve_model_settings("task_model", model, base_url, api_key, file_config,
+                                           require_key=require_key)
+    optimizer_settings = resolve_model_settings("optimizer_model", optimizer_model, optimizer_base_url,
+                                                optimizer_api_key, file_config, require_key=require_key)
+    config = RunConfig(task=task, strategy=strategy, model=task_settings.model, base_url=task_settings.base_url,
+                       optimizer_model=optimizer_settings.model, optimizer_base_url=optimizer_settings.base_url,
+                       **config_values)
+    return _Setup(task=task, tools=load_tools(tools) if tools else bundled.tools,
+                  seed_prompt=load_prompt(prompt) if prompt else bundled.seed_prompt,
+                  case_files=list(cases) if cases else list(bundled.case_files), task_settings=task_settings,
+                  optimizer_settings=optimizer_settings, prices=load_prices(extra=file_config.get("prices")),
+                  config=config)
+
+
 def optimize(
     task: str = "tool-routing",
     cases: Sequence[str | Path] | None = None,
@@ -55,10 +95,20 @@ def optimize(
     strategy: str = "demos",
     steps: int = RunConfig.steps,
     seed: int = RunConfig.seed,
-    model: str | ModelBackend = EMBEDDED,
+    model: str | ModelBackend | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    optimizer_model: str | ModelBackend | None = None,
+    optimizer_base_url: str | None = None,
+    optimizer_api_key: str | None = None,
+    concurrency: int = RunConfig.concurrency,
+    cache: bool = True,
+    config_file: str | Path | None = None,
     db: str | None = None,
     max_calls: int | None = None,
     max_seconds: float | None = None,
+    max_tokens: int | None = None,
+    max_usd: float | None = None,
     max_broken: int = RunConfig.max_broken,
     alpha: float | None = None,
     fill_arguments: bool = False,
@@ -68,22 +118,59 @@ def optimize(
     """Import `cases` (default: the task's bundled cases), optimize the system prompt and return the result.
 
     `prompt` and `tools` are files (default: the bundled task's); `db` is a SQLAlchemy URL (default: the
-    SQLite file in `~/.promptopt`). Everything is recorded in the store under the returned `run_id`."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-    bundled = bundled_task(task)
-    tool_list = load_tools(tools) if tools else bundled.tools
-    seed_prompt = load_prompt(prompt) if prompt else bundled.seed_prompt
+    SQLite file in `~/.promptopt`). `model` / `optimizer_model` name the task and optimizer models
+    (`embedded`, the default, is the local SmolLM2; any other name, or a `base_url`, is an OpenAI-compatible
+    endpoint), or are backends you built. Everything is recorded in the store under the returned `run_id`."""
+    values = dict(steps=steps, seed=seed, concurrency=concurrency, max_calls=max_calls, max_seconds=max_seconds,
+                  max_tokens=max_tokens, max_usd=max_usd, max_broken=max_broken, alpha=alpha,
+                  fill_arguments=fill_arguments, strategy_options=strategy_options)
+    setup = _setup(task, cases, prompt, tools, strategy, None if not isinstance(model, str) else model, base_url,
+                   api_key, None if not isinstance(optimizer_model, str) else optimizer_model, optimizer_base_url,
+                   optimizer_api_key, config_file, values)
+    config = setup.config
     store = Store(db)
-    stored = import_case_files(store, list(cases) if cases else bundled.case_files, tool_list)
-    backend = load_model(model) if isinstance(model, str) else model
-    config = RunConfig(task=task, strategy=strategy, model=backend.name, steps=steps, seed=seed, max_calls=max_calls,
-                       max_seconds=max_seconds, max_broken=max_broken, alpha=alpha, fill_arguments=fill_arguments,
-                       strategy_options=strategy_options)
+    stored = import_case_files(store, setup.case_files, setup.tools)
+    backend = model if model is not None and not isinstance(model, str) else \
+        load_model(setup.task_settings, concurrency, cache, setup.prices)
+    if optimizer_model is not None and not isinstance(optimizer_model, str):
+        optimizer_backend = optimizer_model
+    elif setup.optimizer_settings == setup.task_settings:
+        optimizer_backend = backend
+    else:
+        optimizer_backend = load_model(setup.optimizer_settings, concurrency, cache, setup.prices)
+    if not isinstance(model, (str, type(None))):
+        config.model, config.base_url = backend.name, None
     report = run_optimization(
-        store, TASKS[task](tools=tool_list, fill_arguments=fill_arguments), seed_prompt, stored, backend,
+        store, TASKS[task](tools=setup.tools, fill_arguments=fill_arguments), setup.seed_prompt, stored, backend,
         make_strategy(strategy, strategy_options), ToolCallEvaluator(check_arguments=fill_arguments), config,
-        progress,
+        progress, optimizer_backend,
     )
     winner = store.candidate(report["winner"]["candidate_id"])
-    return RunResult(run_id=report["run_id"], report=report, best_prompt=winner.prompt, seed_prompt=seed_prompt)
+    return RunResult(run_id=report["run_id"], report=report, best_prompt=winner.prompt, seed_prompt=setup.seed_prompt)
+
+
+def estimate(
+    task: str = "tool-routing",
+    cases: Sequence[str | Path] | None = None,
+    prompt: str | Path | None = None,
+    tools: str | Path | None = None,
+    strategy: str = "demos",
+    steps: int = RunConfig.steps,
+    seed: int = RunConfig.seed,
+    model: str | None = None,
+    base_url: str | None = None,
+    config_file: str | Path | None = None,
+    **strategy_options: Any,
+) -> Estimate:
+    """Expected task-model calls, tokens and dollars of the same `optimize` call, without calling any model or
+    writing to the store (case files are still validated)."""
+    values = dict(steps=steps, seed=seed, strategy_options=strategy_options)
+    setup = _setup(task, cases, prompt, tools, strategy, model, base_url, None, None, None, None, config_file, values,
+                   require_key=False)
+    parsed = [case for path in setup.case_files for case in read_cases(path, setup.tools)]
+    unique = list({c.content_hash(): c for c in parsed}.values())
+    numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
+    splits = split_cases(numbered, seed, setup.config.splits)
+    sizes = {name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")}
+    return estimate_run(setup.config, make_strategy(strategy, strategy_options), numbered, sizes, setup.seed_prompt,
+                        setup.tools, setup.prices)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from promptopt.config import default_db_url
+from promptopt.config import ConfigFileError, default_db_url
+from promptopt.models.pricing import PriceFileError
+from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer import STRATEGIES
 from promptopt.optimizer.demos import DemosStrategy
 from promptopt.optimizer.loop import RunConfig
@@ -60,10 +62,32 @@ def main() -> None:
               help="Search strategy.")
 @click.option("--steps", type=click.IntRange(1), default=RunConfig.steps, show_default=True, help="Search steps (rounds).")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True, help="Random seed for splits and sampling.")
-@click.option("--model", default="embedded", show_default=True, help="Task model: 'embedded' (local SmolLM2).")
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint for --model (not supported yet).")
+@click.option("--model", default=None,
+              help="Task model (the one whose prompt is optimized): 'embedded' (local SmolLM2, the default) or any "
+                   "model name an OpenAI-compatible endpoint serves.")
+@click.option("--base-url", default=None,
+              help="OpenAI-compatible endpoint of --model (default: config file, then $OPENAI_BASE_URL, then OpenAI).")
+@click.option("--api-key", default=None,
+              help="Key for --base-url (default: config file, then $OPENAI_API_KEY; prefer the variable: flags "
+                   "show up in shell history). Never stored.")
+@click.option("--optimizer-model", default=None,
+              help="Model that writes prompts (opro, apo, bpo); same choices as --model. Default: embedded.")
+@click.option("--optimizer-base-url", default=None, help="OpenAI-compatible endpoint of --optimizer-model.")
+@click.option("--optimizer-api-key", default=None, help="Key for --optimizer-base-url (like --api-key).")
+@click.option("--concurrency", type=click.IntRange(1), default=RunConfig.concurrency, show_default=True,
+              help="API calls in flight at once (OpenAI-compatible models).")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Answer repeated requests from the on-disk response cache ($PROMPTOPT_CACHE_DIR or "
+                   "~/.promptopt/cache), so re-running a finished run calls no model.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="JSON config file with task_model / optimizer_model settings and prices "
+                   "(default: $PROMPTOPT_CONFIG or ~/.promptopt/config.json when present).")
 @click.option("--budget-calls", type=click.IntRange(1), default=None,
               help="Stop searching after this many model calls (the final test scoring is not counted).")
+@click.option("--budget-tokens", type=click.IntRange(1), default=None,
+              help="Stop searching after this many tokens (in + out, cached calls included).")
+@click.option("--budget-usd", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop searching after this many dollars at list price (see the README's price table).")
 @click.option("--budget-seconds", type=click.FloatRange(1), default=None,
               help="Stop searching after this many seconds of wall time.")
 @click.option("--max-broken", type=click.IntRange(0), default=RunConfig.max_broken, show_default=True,
@@ -75,10 +99,13 @@ def main() -> None:
 @click.option("--n-demos", type=click.IntRange(1), default=DemosStrategy().n_demos, show_default=True,
               help="demos strategy: examples per candidate prompt.")
 @click.option("--db", default=None, help=DB_HELP)
+@click.option("--estimate", is_flag=True,
+              help="Print the expected model calls, tokens and cost of this run, then stop without calling any model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
 @click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
-def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, budget_calls,
-        budget_seconds, max_broken, alpha, arguments, n_demos, db, as_json, quiet) -> None:
+def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, api_key, optimizer_model,
+        optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls, budget_tokens,
+        budget_usd, budget_seconds, max_broken, alpha, arguments, n_demos, db, estimate, as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -86,30 +113,51 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
     --max-broken previously-good cases, and the final table compares seed and winner on the test split
     with 95% confidence intervals and an exact McNemar test.
     """
+    from promptopt.api import estimate as estimate_run
     from promptopt.api import optimize
 
-    if base_url is not None or model != "embedded":
-        raise click.UsageError("only --model embedded is available in this version")
     options = {"n_demos": n_demos} if strategy == "demos" else {}
     try:
+        if estimate:
+            expected = estimate_run(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
+                                    strategy=strategy, steps=steps, seed=seed, model=model, base_url=base_url,
+                                    config_file=config_file, **options)
+            _print_estimate(expected, model or "the task model", as_json)
+            return
         result = optimize(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
-                          strategy=strategy, steps=steps, seed=seed, db=db, max_calls=budget_calls,
-                          max_seconds=budget_seconds, max_broken=max_broken, alpha=alpha, fill_arguments=arguments,
-                          progress=_progress(quiet), **options)
+                          strategy=strategy, steps=steps, seed=seed, model=model, base_url=base_url, api_key=api_key,
+                          optimizer_model=optimizer_model, optimizer_base_url=optimizer_base_url,
+                          optimizer_api_key=optimizer_api_key, concurrency=concurrency, cache=cache,
+                          config_file=config_file, db=db, max_calls=budget_calls, max_seconds=budget_seconds,
+                          max_tokens=budget_tokens, max_usd=budget_usd, max_broken=max_broken, alpha=alpha,
+                          fill_arguments=arguments, progress=_progress(quiet), **options)
     except (CaseFileError, TaskFileError) as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
+    except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
+        raise click.ClickException(str(error)) from None
     if as_json:
         report = result.report
         click.echo(json.dumps({
             "run_id": result.run_id,
             "seed": {k: report["seed"][k] for k in ("test_accuracy", "ci95", "val_accuracy")},
             "winner": {k: report["winner"][k] for k in ("test_accuracy", "ci95", "val_accuracy")},
-            **{k: report[k] for k in ("p_value", "fixed", "broken", "test_cases", "model_calls", "tokens_in",
-                                      "tokens_out", "candidates", "accepted")},
+            **{k: report[k] for k in ("p_value", "fixed", "broken", "test_cases", "model_calls", "new_model_calls",
+                                      "cache_hits", "failed_calls", "tokens_in", "tokens_out", "cost_usd",
+                                      "candidates", "accepted")},
         }))
     else:
         click.echo(format_report(result.report))
         click.echo(f"\nrun id: {result.run_id}\nexport the winner: promptopt export {result.run_id} -o best_prompt.md")
+
+
+def _print_estimate(expected, model: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(expected.to_json()))
+        return
+    cost = f"${expected.cost_usd:.4f}" if expected.price_known else f"unknown (no price for {model}; see --config)"
+    click.echo(f"expected task-model calls: at most {expected.calls}\n"
+               f"tokens: about {expected.tokens_in} in, {expected.tokens_out} out\n"
+               f"cost at list price: {cost}")
 
 
 @main.command()
@@ -222,6 +270,44 @@ def show_run(run_id, as_json, db) -> None:
     except RunNotFound:
         raise click.ClickException(f"no run {run_id!r} in the store") from None
     click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on; the default answers only this machine.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8400, show_default=True, help="Port (0: any free).")
+@click.option("--arguments/--no-arguments", default=True, show_default=True,
+              help="Fill tool-call arguments by generation (slow on CPU); without, tool calls carry {}.")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0, show_default=True,
+              help="For testing clients: add this delay to every answer.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0, show_default=True,
+              help="For testing clients: share of requests answered with an injected fault (429 with Retry-After, "
+                   "500, a stall, a malformed body).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
+def serve(host, port, arguments, latency_ms, fault_rate, seed) -> None:
+    """Serve the embedded model over the OpenAI chat-completions API.
+
+    \b
+    Any OpenAI client can then use the local model as `embedded`:
+      promptopt serve --port 8400 &
+      curl http://127.0.0.1:8400/v1/chat/completions -d '{"model": "embedded",
+           "messages": [{"role": "user", "content": "hi"}]}'
+      promptopt run --model embedded --base-url http://127.0.0.1:8400/v1
+
+    Requests with `tools` are routed (a tool call, or plain content when no tool fits); others are generated.
+    """
+    from promptopt.server import ChatServer, EmbeddedResponder, FaultPlan
+
+    responder = EmbeddedResponder(fill_arguments=arguments)
+    server = ChatServer(responder, host, port, latency_s=latency_ms / 1000, faults=FaultPlan(rate=fault_rate, seed=seed),
+                        log=lambda line: click.echo(line, err=True))
+    click.echo(f"serving model 'embedded' at {server.base_url} (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

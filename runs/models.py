@@ -90,6 +90,7 @@ class EvaluationRow(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     feedback: Mapped[str] = mapped_column(Text, default="")
     evaluator: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text, default="")
 
 
 class StepRow(Base):
@@ -116,4 +117,6 @@ class ModelCallRow(Base):
     latency_s: Mapped[float] = mapped_column(Float)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -68,8 +68,12 @@ def format_report(report: dict[str, Any]) -> str:
               f"paired exact McNemar p = {report['p_value']:.4g} on {report['test_cases']} held-out test cases: "
               f"{report['fixed']} fixed, {report['broken']} broken",
               f"candidates {report['candidates']} ({report['invalid_candidates']} invalid), accepted "
-              f"{report['accepted']}; model calls {report['model_calls']}, tokens in {report['tokens_in']}, "
-              f"out {report['tokens_out']}"]
+              f"{report['accepted']}; model calls {report['model_calls']} ({report['new_model_calls']} new, "
+              f"{report['cache_hits']} from cache), tokens in {report['tokens_in']}, out {report['tokens_out']}, "
+              f"spent ${report['cost_usd']:.4f}"]
+    if report["failed_calls"]:
+        lines.append(f"warning: {report['failed_calls']} model call(s) failed after their last retry; those "
+                     "evaluations count as wrong (see `promptopt runs show --json`)")
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         lines.append("no candidate passed acceptance; the seed prompt stays the winner")
     return "\n".join(lines)

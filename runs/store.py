@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Integer, create_engine, event, func, select
+from sqlalchemy import Integer, create_engine, event, func, inspect, select, text
+from sqlalchemy import case as sql_case
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +53,7 @@ class EvaluationRecord:
     passed: bool
     feedback: str
     evaluator: str
+    error: str = ""
 
 
 class Store:
@@ -65,6 +67,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -178,7 +181,7 @@ class Store:
             session.add_all(
                 EvaluationRow(candidate_id=candidate_id, case_id=r.case_id, predicted_tool=r.output.name,
                               predicted_arguments=dict(r.output.arguments), score=r.score, passed=r.passed,
-                              feedback=r.feedback, evaluator=r.evaluator)
+                              feedback=r.feedback, evaluator=r.evaluator, error=r.error)
                 for r in records
             )
             session.add_all(_call_row(run_id, c) for c in calls)
@@ -194,17 +197,19 @@ class Store:
             session.add_all(_call_row(run_id, c) for c in calls)
 
     def call_totals(self, run_id: str) -> dict[str, Any]:
-        """Model calls of a run: count, tokens, cost, cache hits."""
+        """Model calls of a run: count, tokens, dollars spent (cache hits cost nothing), cache hits, failures."""
         with self.session() as session:
             row = session.execute(
                 select(func.count(ModelCallRow.id), func.coalesce(func.sum(ModelCallRow.tokens_in), 0),
                        func.coalesce(func.sum(ModelCallRow.tokens_out), 0),
-                       func.coalesce(func.sum(ModelCallRow.cost_usd), 0.0),
-                       func.coalesce(func.sum(func.cast(ModelCallRow.cache_hit, Integer)), 0))
+                       func.coalesce(func.sum(sql_case((ModelCallRow.cache_hit, 0.0), else_=ModelCallRow.cost_usd)), 0.0),
+                       func.coalesce(func.sum(func.cast(ModelCallRow.cache_hit, Integer)), 0),
+                       func.coalesce(func.sum(sql_case((ModelCallRow.error != "", 1), else_=0)), 0))
                 .where(ModelCallRow.run_id == run_id)
             ).one()
         return {"model_calls": row[0], "tokens_in": int(row[1]), "tokens_out": int(row[2]),
-                "cost_usd": float(row[3]), "cache_hits": int(row[4])}
+                "cost_usd": float(row[3]), "cache_hits": int(row[4]), "new_model_calls": row[0] - int(row[4]),
+                "failed_calls": int(row[5])}
 
     # steps
     def add_step(self, run_id: str, step: int, incumbent_id: int, val_accuracy: float, message: str) -> None:
@@ -216,6 +221,32 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id)))
 
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a store written by an older promptopt up to date: add the columns later versions introduced
+    (all have defaults), so existing runs stay readable."""
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                default = column.default.arg if column.default is not None and column.default.is_scalar else None
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} "
+                                        f"DEFAULT {_sql_literal(default)}"))
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -245,4 +276,4 @@ def _case(row: CaseRow) -> Case:
 def _call_row(run_id: str | None, call: CallRecord) -> ModelCallRow:
     return ModelCallRow(run_id=run_id, role=call.role, model=call.model, tokens_in=call.tokens_in,
                         tokens_out=call.tokens_out, latency_s=call.latency_s, cache_hit=call.cache_hit,
-                        cost_usd=call.cost_usd)
+                        cost_usd=call.cost_usd, attempts=call.attempts, error=call.error)

@@ -12,6 +12,13 @@ from promptopt.tasks import bundled_task
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def isolated_response_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty response cache, so no answer comes from an earlier run."""
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "response-cache"))
+    monkeypatch.delenv("PROMPTOPT_CONFIG", raising=False)
+
+
 @pytest.fixture(scope="session")
 def task():
     return bundled_task("tool-routing")
@@ -29,6 +36,17 @@ def embedded():
     model = EmbeddedModel()
     model._load()
     return model
+
+
+@pytest.fixture
+def shared_weights(monkeypatch, embedded):
+    """Backends built during the test (CLI, API, server) reuse the session's loaded weights."""
+    from promptopt.models import embedded as module
+
+    original = module.EmbeddedModel
+    monkeypatch.setattr(module, "EmbeddedModel",
+                        lambda **kw: original(model=embedded._model, tokenizer=embedded._tokenizer, **kw))
+    return embedded
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -27,8 +27,7 @@ def small_case_file(tmp_path, task):
     return write_jsonl(tmp_path / "small.jsonl", picked)
 
 
-def test_run_json_export_and_show(tmp_path, small_case_file, embedded, monkeypatch):
-    monkeypatch.setattr("promptopt.models.embedded.EmbeddedModel", lambda: embedded)
+def test_run_json_export_and_show(tmp_path, small_case_file, shared_weights):
     db = f"sqlite:///{tmp_path / 'run.db'}"
     runner = CliRunner()
     result = runner.invoke(main, ["run", "--cases", str(small_case_file), "--steps", "1", "--n-demos", "6",

@@ -9,7 +9,9 @@ from promptopt.case import ToolCall
 
 @dataclass(frozen=True)
 class CallRecord:
-    """Accounting for one model call: who asked, what it cost, whether the cache answered."""
+    """Accounting for one model call: who asked, tokens, list-price cost, whether the cache answered (then the
+    tokens and cost are the original call's, and nothing was spent), how many tries it took, and (when the
+    last try failed) the error and HTTP status."""
 
     role: str
     model: str
@@ -18,14 +20,19 @@ class CallRecord:
     latency_s: float
     cache_hit: bool = False
     cost_usd: float = 0.0
+    attempts: int = 1
+    error: str = ""
+    status: int = 0
 
 
 @dataclass(frozen=True)
 class Routed:
-    """A backend's routing answer for one conversation, with the call that produced it."""
+    """A backend's routing answer for one conversation, with the call that produced it; `error` is set when the
+    call failed after its last retry (the answer is then `none` and must not count as the model's choice)."""
 
     call: ToolCall
     record: CallRecord
+    error: str = ""
 
 
 class ModelBackend(Protocol):

@@ -21,11 +21,15 @@ import numpy as np
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Routed
+from promptopt.models.embedded_weights import GGUF_FILE
+from promptopt.models.response_cache import ResponseCache
 
 END_OF_TURN = "<|im_end|>"
 TOOL_SECTION_HEADER = "## Tools\nReply with the name of exactly one tool, or none when no tool fits."
 CHANNEL_TAG = "{choice}: "
 CHANNEL_SLOT = "\x00"
+# Part of every cached routing answer's key: change it whenever routing would choose differently.
+ROUTING_METHOD = "channel-v1"
 
 
 def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
@@ -113,8 +117,10 @@ class EmbeddedModel:
 
     name = "embedded"
 
-    def __init__(self, batch_size: int = 8, model: Any = None, tokenizer: Any = None) -> None:
+    def __init__(self, batch_size: int = 8, model: Any = None, tokenizer: Any = None,
+                 cache: ResponseCache | None = None) -> None:
         self.batch_size = batch_size
+        self.cache = cache
         self._model = model
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
@@ -302,12 +308,47 @@ class EmbeddedModel:
         conversations: Sequence[list[dict[str, str]]],
         fill_arguments: bool = False,
     ) -> list[Routed]:
-        """Pick the choice (tool or `none`) under which the last user message is likeliest; optionally fill args."""
+        """Pick the choice (tool or `none`) under which the last user message is likeliest; optionally fill args.
+
+        With a response cache, conversations already answered under the same prompt, tools and method come
+        from it (recorded as cache hits) and only the rest are scored."""
+        requests = [self._route_request(system_prompt, tools, c, fill_arguments) for c in conversations]
+        answers: list[dict[str, Any] | None] = [self.cache.get(r) if self.cache else None for r in requests]
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], fill_arguments)
+        results: list[Routed | None] = [None] * len(conversations)
+        for i, routed in zip(missing, fresh):
+            results[i] = routed
+            if self.cache is not None:
+                self.cache.put(requests[i], {"name": routed.call.name, "arguments": dict(routed.call.arguments),
+                                             "tokens_in": routed.record.tokens_in})
+        for i, answer in enumerate(answers):
+            if answer is not None:
+                record = CallRecord(role="task", model=self.name, tokens_in=int(answer["tokens_in"]), tokens_out=1,
+                                    latency_s=0.0, cache_hit=True, attempts=0)
+                results[i] = Routed(call=ToolCall(answer["name"], answer["arguments"]), record=record)
+        return [r for r in results if r is not None]
+
+    def _route_request(self, system_prompt: str, tools: Sequence[dict[str, Any]],
+                       conversation: list[dict[str, str]], fill_arguments: bool) -> dict[str, Any]:
+        """What decides one routing answer, as a response-cache key."""
+        return {"backend": self.name, "weights": GGUF_FILE, "method": ROUTING_METHOD, "system": system_prompt,
+                "tools": list(tools), "messages": conversation, "fill_arguments": fill_arguments}
+
+    def _route_fresh(
+        self,
+        system_prompt: str,
+        tools: Sequence[dict[str, Any]],
+        conversations: Sequence[list[dict[str, str]]],
+        fill_arguments: bool,
+    ) -> list[Routed]:
+        if not conversations:
+            return []
         choices = [*tool_names(tools), NO_TOOL]
         full_prompt = f"{system_prompt}\n\n{render_tool_section(tools)}"
         started = time.perf_counter()
         scores = self.channel_logprobs(full_prompt, conversations, choices)
-        share = (time.perf_counter() - started) / max(len(conversations), 1)
+        share = (time.perf_counter() - started) / len(conversations)
         prompt_tokens = len(self._encode(self._system_text(full_prompt)))
         results = []
         for i, conversation in enumerate(conversations):

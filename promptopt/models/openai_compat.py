@@ -1,0 +1,277 @@
+"""OpenAI-compatible endpoints (OpenAI, DeepSeek, Qwen, vLLM, Ollama, `promptopt serve` …) through the official
+`openai` SDK's async client.
+
+Calls run on one background event loop (so the backend also works from Jupyter or any running loop), at most
+`concurrency` at a time. Each call is looked up in the on-disk response cache first, retried on transient
+failures with the policy in `promptopt.models.retry` (the SDK's own retries are off, so every wait is ours and
+visible), and leaves a `CallRecord` with tokens, latency, cost, cache hit, attempts and, when the last try
+failed, the error. A failed call never raises out of `route`: that conversation comes back with `error` set.
+
+Routing uses native tool calling (`tools=` with the task's schemas; no call means `none`). Endpoints without
+tool calling get the text protocol instead (`TEXT_PROTOCOL`): the tool list is appended to the system prompt
+and the reply's first word names the tool, followed by optional JSON arguments. With `tool_protocol="auto"`,
+the first 400 answer to a request carrying `tools` switches the backend to the text protocol for good.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
+
+from promptopt.case import NO_TOOL, ToolCall
+from promptopt.models.base import CallRecord, Routed
+from promptopt.models.embedded import parse_json_object, tool_names
+from promptopt.models.pricing import PriceTable, load_prices
+from promptopt.models.response_cache import ResponseCache
+from promptopt.models.retry import RetryPolicy, is_retryable, status_code
+
+T = TypeVar("T")
+
+TEXT_PROTOCOL = (
+    "## Tools\n"
+    "Answer with exactly one line: the name of the one tool to call followed by its JSON arguments, for example\n"
+    '{example} {{"key": "value"}}\n'
+    "or the single word none when no tool fits.\n"
+    "{listing}"
+)
+TOOL_PROTOCOLS = ("auto", "native", "text")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model is served. The key is kept out of `repr` and out of every record promptopt writes."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+
+    def public(self) -> dict[str, Any]:
+        """What may be stored with a run: model and URL, never the key."""
+        return {"model": self.model, "base_url": self.base_url}
+
+
+@dataclass
+class Reply:
+    """One chat completion (or its failure) with its accounting."""
+
+    message: dict[str, Any]
+    record: CallRecord
+    error: str = ""
+
+
+class _LoopThread:
+    """A private asyncio loop on a daemon thread; synchronous callers submit coroutines and wait."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="promptopt-openai", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+class OpenAICompatibleModel:
+    """A chat model behind an OpenAI-compatible HTTP API, usable as task model and as optimizer model."""
+
+    def __init__(self, endpoint: Endpoint, concurrency: int = 8, retry: RetryPolicy | None = None,
+                 cache: ResponseCache | None = None, prices: PriceTable | None = None,
+                 tool_protocol: str = "auto", seed: int | None = 0) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if tool_protocol not in TOOL_PROTOCOLS:
+            raise ValueError(f"tool protocol must be one of {', '.join(TOOL_PROTOCOLS)}")
+        self.endpoint = endpoint
+        self.name = endpoint.model
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.cache = cache
+        self.prices = prices or load_prices()
+        self.tool_protocol = tool_protocol
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._runner: _LoopThread | None = None
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # synchronous surface (the ModelBackend protocol)
+    def route(self, system_prompt: str, tools: Sequence[dict[str, Any]],
+              conversations: Sequence[list[dict[str, str]]], fill_arguments: bool = False) -> list[Routed]:
+        """Ask the endpoint which tool fits each conversation, all conversations concurrently."""
+        replies = self._run(self._gather([self._route_one(system_prompt, tools, c) for c in conversations]))
+        names = set(tool_names(tools))
+        routed = []
+        for reply in replies:
+            call = ToolCall(NO_TOOL) if reply.error else self._tool_call(reply.message, names)
+            if not fill_arguments:
+                call = ToolCall(call.name)
+            routed.append(Routed(call=call, record=reply.record, error=reply.error))
+        return routed
+
+    def generate(self, messages: list[dict[str, str]], temperature: float = 0.0, max_tokens: int = 256,
+                 role: str = "optimizer", sample_index: int = 0) -> tuple[str, CallRecord]:
+        """One chat completion; raises `RuntimeError` when it failed after the last retry."""
+        reply = self._run(self._chat(self._request(messages, temperature, max_tokens, sample_index), role))
+        if reply.error:
+            raise RuntimeError(f"{self.name}: {reply.error}")
+        return reply.message.get("content") or "", reply.record
+
+    def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
+                      max_tokens: int = 512, role: str = "optimizer") -> list[Reply]:
+        """Several completions concurrently (sample i of identical messages is cached as its own entry)."""
+        seen: dict[str, int] = {}
+        coroutines = []
+        for messages in requests:
+            key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+            index = seen[key] = seen.get(key, -1) + 1
+            coroutines.append(self._chat(self._request(messages, temperature, max_tokens, index), role))
+        return self._run(self._gather(coroutines))
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the loop thread."""
+        if self._runner is not None:
+            if self._client is not None:
+                self._runner.run(self._client.close())
+            self._runner.loop.call_soon_threadsafe(self._runner.loop.stop)
+            self._runner = None
+            self._client = None
+
+    # requests
+    def _request(self, messages: list[dict[str, Any]], temperature: float, max_tokens: int,
+                 sample_index: int = 0, tools: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "temperature": temperature,
+                                   "max_tokens": max_tokens}
+        if self.seed is not None:
+            request["seed"] = self.seed
+        if tools:
+            request["tools"] = list(tools)
+            request["tool_choice"] = "auto"
+        if temperature > 0:
+            request["_sample"] = sample_index
+        return request
+
+    async def _route_one(self, system_prompt: str, tools: Sequence[dict[str, Any]],
+                         conversation: list[dict[str, str]]) -> Reply:
+        if self.tool_protocol != "text":
+            messages = [{"role": "system", "content": system_prompt}, *conversation]
+            reply = await self._chat(self._request(messages, 0.0, 256, tools=tools), "task")
+            if not (self.tool_protocol == "auto" and reply.record.status == 400):
+                return reply
+            self.tool_protocol = "text"
+        system = f"{system_prompt}\n\n{render_text_protocol(tools)}"
+        return await self._chat(self._request([{"role": "system", "content": system}, *conversation], 0.0, 256),
+                                "task")
+
+    @staticmethod
+    def _tool_call(message: dict[str, Any], names: set[str]) -> ToolCall:
+        calls = message.get("tool_calls") or []
+        if calls:
+            function = calls[0].get("function") or {}
+            return ToolCall(function.get("name") or NO_TOOL, parse_json_object(function.get("arguments") or ""))
+        return parse_text_protocol(message.get("content") or "", names)
+
+    # the call itself
+    async def _chat(self, request: dict[str, Any], role: str) -> Reply:
+        cache_request = {**request, "base_url": self.endpoint.base_url}
+        cached = self.cache.get(cache_request) if self.cache is not None else None
+        if cached is not None:
+            usage = cached.get("usage") or {}
+            tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=0.0,
+                                cache_hit=True, attempts=0, cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+            return Reply(message=_first_message(cached), record=record)
+        payload = {k: v for k, v in request.items() if not k.startswith("_")}
+        started = time.perf_counter()
+        attempt, error = 0, None
+        async with self._limit():
+            while True:
+                attempt += 1
+                try:
+                    response = await self._client_for_loop().chat.completions.create(**payload)
+                    body = response.model_dump(exclude_unset=True)
+                    message = _first_message(body)
+                    break
+                except Exception as failure:  # the SDK's errors, and bodies that are not what they claim
+                    error = failure
+                    if attempt >= self.retry.attempts or not is_retryable(failure):
+                        latency = time.perf_counter() - started
+                        record = CallRecord(role=role, model=self.name, tokens_in=0, tokens_out=0, latency_s=latency,
+                                            attempts=attempt, error=_describe(failure),
+                                            status=status_code(failure) or 0)
+                        return Reply(message={}, record=record, error=record.error)
+                    await asyncio.sleep(self.retry.delay(attempt, failure, self._rng))
+        usage = body.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
+                            latency_s=time.perf_counter() - started, attempts=attempt,
+                            cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+        if self.cache is not None:
+            self.cache.put(cache_request, {"choices": [{"message": message}], "usage": usage})
+        return Reply(message=message, record=record)
+
+    # plumbing
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._runner is None:
+            self._runner = _LoopThread()
+        return self._runner.run(coroutine)
+
+    @staticmethod
+    async def _gather(coroutines: Sequence[Awaitable[T]]) -> list[T]:
+        return list(await asyncio.gather(*coroutines))
+
+    def _limit(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._semaphore
+
+    def _client_for_loop(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = openai.AsyncOpenAI(api_key=self.endpoint.api_key or "not-needed",
+                                              base_url=self.endpoint.base_url, timeout=self.endpoint.timeout_s,
+                                              max_retries=0)
+        return self._client
+
+
+def render_text_protocol(tools: Sequence[dict[str, Any]]) -> str:
+    """The tool section for endpoints without native tool calling."""
+    lines = []
+    for tool in tools:
+        function = tool["function"]
+        parameters = ", ".join(function.get("parameters", {}).get("properties", {}))
+        lines.append(f"- {function['name']}({parameters}): {function.get('description', '')}".rstrip(": "))
+    lines.append(f"- {NO_TOOL}: no tool fits; answer directly")
+    example = tool_names(tools)[0] if tools else NO_TOOL
+    return TEXT_PROTOCOL.format(example=example, listing="\n".join(lines))
+
+
+def parse_text_protocol(text: str, names: set[str]) -> ToolCall:
+    """The tool named by a text-protocol reply: its first word that is a tool name (else `none`), and the first
+    JSON object after it as arguments."""
+    for word in text.replace("`", " ").replace("(", " ").split():
+        word = word.strip(".,:;\"'")
+        if word in names:
+            rest = text[text.index(word) + len(word):]
+            return ToolCall(word, parse_json_object(rest))
+        if word.lower() == NO_TOOL:
+            break
+    return ToolCall(NO_TOOL)
+
+
+def _first_message(body: dict[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices")
+    if not choices or not isinstance(choices[0].get("message"), dict):
+        raise ValueError("response has no choices[0].message")
+    return choices[0]["message"]
+
+
+def _describe(error: BaseException) -> str:
+    code = status_code(error)
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{f' {code}' if code else ''}: {text}"[:300]

@@ -1,0 +1,71 @@
+"""Which model to use, where, and with which key: command-line flags, then the config file, then the standard
+`OPENAI_*` variables, then the default (`embedded`, the local SmolLM2). Task and optimizer model resolve
+separately. The key stays out of `repr` and out of everything promptopt stores."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+EMBEDDED = "embedded"
+ROLES = ("task_model", "optimizer_model")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+class ModelSettingsError(ValueError):
+    """Settings that cannot reach a model (a remote endpoint without a key, an unknown option)."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How to reach one model. `model == "embedded"` without a base URL is the local SmolLM2."""
+
+    model: str = EMBEDDED
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    tool_protocol: str = "auto"
+
+    @property
+    def local(self) -> bool:
+        return self.model == EMBEDDED and self.base_url is None
+
+    def public(self) -> dict[str, Any]:
+        """What a run records about this model: name, URL, protocol; never the key."""
+        return {"model": self.model, "base_url": self.base_url, "tool_protocol": self.tool_protocol}
+
+
+def resolve_model_settings(role: str, model: str | None = None, base_url: str | None = None,
+                           api_key: str | None = None, config: Mapping[str, Any] | None = None,
+                           environ: Mapping[str, str] | None = None, require_key: bool = True) -> ModelSettings:
+    """Settings for `role` (`task_model` or `optimizer_model`) from flags, config and environment; a remote
+    endpoint without a key is an error unless `require_key` is False (estimates call nothing)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    env = os.environ if environ is None else environ
+    section = dict((config or {}).get(role) or {})
+    unknown = set(section) - {"model", "base_url", "api_key", "api_key_env", "timeout_s", "tool_protocol"}
+    if unknown:
+        raise ModelSettingsError(f"config {role}: unknown keys {', '.join(sorted(unknown))}")
+    name = model or section.get("model") or EMBEDDED
+    url = base_url or section.get("base_url")
+    if url is None and name != EMBEDDED:
+        url = env.get("OPENAI_BASE_URL") or None
+    key = api_key
+    if key is None and section.get("api_key_env"):
+        key = env.get(section["api_key_env"])
+    key = key or section.get("api_key") or (env.get("OPENAI_API_KEY") if name != EMBEDDED or url else None)
+    settings = ModelSettings(model=name, base_url=url, api_key=key or None,
+                             timeout_s=float(section.get("timeout_s", 60.0)),
+                             tool_protocol=section.get("tool_protocol", "auto"))
+    if require_key and not settings.local and not settings.api_key and not _is_local(settings.base_url):
+        where = settings.base_url or "https://api.openai.com/v1"
+        raise ModelSettingsError(
+            f"{role.replace('_', ' ')} {name!r} at {where} needs an API key: set OPENAI_API_KEY, or "
+            f"`api_key_env` in the config file's {role} section")
+    return settings
+
+
+def _is_local(url: str | None) -> bool:
+    return url is not None and (urlparse(url).hostname or "") in LOCAL_HOSTS

@@ -1,0 +1,220 @@
+"""`promptopt serve`: an OpenAI-compatible HTTP server (`/v1/chat/completions`, `/v1/models`) in front of a
+responder, by default the embedded SmolLM2, so any OpenAI client (the SDK, DSPy, curl) can use the local model.
+
+A request with `tools` is routed the way the embedded backend routes (the channel log-likelihood over the tool
+names and none) and answered with a tool call, or with plain content when no tool fits; a request without tools
+is answered by generation. For testing clients the server can add a fixed latency and inject faults at a given
+rate (429 with Retry-After, 500, a stalled reply, a malformed body), drawn from a seeded generator.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Protocol
+
+FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed")
+
+
+class Responder(Protocol):
+    """Answers one chat-completions request body with (assistant message, prompt tokens, completion tokens)."""
+
+    model_name: str
+
+    def respond(self, request: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+        ...
+
+
+@dataclass
+class FaultPlan:
+    """Inject a fault into `rate` of the requests, the kind drawn uniformly from `kinds`; a stall sleeps
+    `stall_s` before answering (longer than the client's timeout, so the client sees a timeout)."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    retry_after_s: float = 0.05
+    stall_s: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"fault kinds must be among {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("fault rate must be between 0 and 1")
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        with self._lock:
+            if self._rng.random() >= self.rate:
+                return None
+            return self._rng.choice(self.kinds)
+
+
+class EmbeddedResponder:
+    """The embedded model behind the server: tool requests are routed, others generated."""
+
+    model_name = "embedded"
+
+    def __init__(self, fill_arguments: bool = True) -> None:
+        from promptopt.models.embedded import EmbeddedModel
+
+        self.model = EmbeddedModel()
+        self.fill_arguments = fill_arguments
+
+    def respond(self, request: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+        messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in request.get("messages", [])]
+        tools = request.get("tools") or []
+        if tools and request.get("tool_choice") != "none":
+            system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+            conversation = [m for m in messages if m["role"] in ("user", "assistant")]
+            routed = self.model.route(system, tools, [conversation], self.fill_arguments)[0]
+            if routed.call.name != "none":
+                call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                        "function": {"name": routed.call.name,
+                                     "arguments": json.dumps(routed.call.arguments, ensure_ascii=False)}}
+                return {"role": "assistant", "content": None, "tool_calls": [call]}, routed.record.tokens_in, 1
+            return {"role": "assistant", "content": "none"}, routed.record.tokens_in, 1
+        text, record = self.model.generate(messages, temperature=float(request.get("temperature") or 0.0),
+                                           max_tokens=int(request.get("max_tokens") or 256), role="task")
+        return {"role": "assistant", "content": text}, record.tokens_in, record.tokens_out
+
+
+def _text(content: Any) -> str:
+    """Message content as text: strings as they are, content-part lists joined."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+class ChatServer:
+    """A threaded HTTP server speaking the OpenAI chat-completions API for one responder."""
+
+    def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
+                 faults: FaultPlan | None = None, log: Callable[[str], None] | None = None) -> None:
+        self.responder = responder
+        self.latency_s = latency_s
+        self.faults = faults or FaultPlan()
+        self.log = log or (lambda line: None)
+        self.requests = 0
+        self.injected: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
+        self._counter = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "ChatServer":
+        """Serve on a background thread (for tests and benchmarks)."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "ChatServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                server.log(f"{self.address_string()} {format % args}")
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") in ("/v1/models", "/models"):
+                    self._json(200, {"object": "list", "data": [
+                        {"id": server.responder.model_name, "object": "model", "owned_by": "promptopt"}]})
+                else:
+                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                    return
+                try:
+                    request = json.loads(raw or b"{}")
+                    if not isinstance(request.get("messages"), list) or not request["messages"]:
+                        raise ValueError("messages must be a non-empty list")
+                    if request.get("stream"):
+                        raise ValueError("streaming is not supported by promptopt serve")
+                except ValueError as error:
+                    self._json(400, {"error": {"message": str(error), "type": "invalid_request_error"}})
+                    return
+                with server._counter:
+                    server.requests += 1
+                fault = server.faults.draw()
+                if fault:
+                    with server._counter:
+                        server.injected[fault] += 1
+                if server.latency_s:
+                    time.sleep(server.latency_s)
+                if fault == "rate_limit":
+                    self._json(429, {"error": {"message": "rate limited (injected)", "type": "rate_limit"}},
+                               {"Retry-After": f"{server.faults.retry_after_s:g}"})
+                    return
+                if fault == "server_error":
+                    self._json(500, {"error": {"message": "server error (injected)", "type": "server_error"}})
+                    return
+                if fault == "stall":
+                    time.sleep(server.faults.stall_s)
+                try:
+                    message, tokens_in, tokens_out = server.responder.respond(request)
+                except ValueError as error:  # the request asks for something the responder cannot do
+                    self._json(400, {"error": {"message": str(error), "type": "invalid_request_error"}})
+                    return
+                except Exception as error:  # the responder's failure is the client's 500, not a dead server
+                    self._json(500, {"error": {"message": f"{type(error).__name__}: {error}", "type": "server_error"}})
+                    return
+                body = {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
+                    "created": int(time.time()), "model": request.get("model") or server.responder.model_name,
+                    "choices": [{"index": 0, "message": message,
+                                 "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
+                    "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                              "total_tokens": tokens_in + tokens_out},
+                }
+                if fault == "malformed":
+                    text = json.dumps(body)
+                    self._send(200, text[: len(text) // 2].encode(), {"Content-Type": "application/json"})
+                    return
+                self._json(200, body)
+
+            def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                self._send(status, json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                           {"Content-Type": "application/json", **(headers or {})})
+
+            def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout it asked for); nothing to answer
+
+        return Handler

@@ -1,0 +1,290 @@
+"""The OpenAI-compatible backend through the real `openai` SDK against real local HTTP servers: a scripted
+responder behind `promptopt.server.ChatServer`, with injected latency and faults."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promptopt.api import optimize
+from promptopt.case import NO_TOOL
+from promptopt.cli import main
+from promptopt.models import load_model, resolve_model_settings
+from promptopt.models.openai_compat import Endpoint, OpenAICompatibleModel, parse_text_protocol
+from promptopt.models.pricing import PriceFileError, load_prices
+from promptopt.models.response_cache import ResponseCache
+from promptopt.models.retry import RetryPolicy
+from promptopt.models.settings import ModelSettingsError
+from promptopt.runs.case_import import read_cases
+from promptopt.runs.report import run_report
+from promptopt.runs.store import Store
+from promptopt.server import ChatServer, FaultPlan
+from tests.conftest import write_jsonl
+
+FAST_RETRY = RetryPolicy(attempts=10, base_s=0.01, cap_s=0.05)
+SECRET = "sk-test-SECRET-0123456789"
+
+
+class ExamplesRouter:
+    """A scripted chat model: it calls a case's expected tool when the system prompt shows an example line for
+    that tool (`tool: ...`), and otherwise answers in plain text (no tool). Tool-less requests get an echo."""
+
+    model_name = "scripted"
+
+    def __init__(self, expected: dict[str, str], reject_tools: bool = False) -> None:
+        self.expected = expected
+        self.reject_tools = reject_tools
+        self.seen_auth: list[str] = []
+
+    def respond(self, request):
+        system = "\n".join(m["content"] for m in request["messages"] if m["role"] == "system")
+        query = request["messages"][-1]["content"]
+        tool = self.expected.get(query, NO_TOOL)
+        shown = tool != NO_TOOL and re.search(rf"^{re.escape(tool)}: ", system, re.M)
+        if not request.get("tools"):
+            if "## Tools" in system:  # the text protocol
+                return {"role": "assistant", "content": f'{tool if shown else "none"} {{"q": 1}}'}, 30, 5
+            return {"role": "assistant", "content": f"echo {query}"}, 10, 3
+        if shown:
+            call = {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": '{"q": "x"}'}}
+            return {"role": "assistant", "content": None, "tool_calls": [call]}, 40, 8
+        return {"role": "assistant", "content": "Happy to help!"}, 40, 4
+
+
+class RejectingTools(ExamplesRouter):
+    """An endpoint without tool calling: a request carrying `tools` is a 400."""
+
+    def respond(self, request):
+        if request.get("tools"):
+            raise ValueError("tools are not supported")
+        return super().respond(request)
+
+
+@pytest.fixture(scope="module")
+def bundled_cases(task):
+    cases = [c for path in task.case_files for c in read_cases(path, task.tools)]
+    return [c for c in cases if not c.context]
+
+
+@pytest.fixture(scope="module")
+def expected(bundled_cases):
+    return {c.query: c.expected.name for c in bundled_cases}
+
+
+@pytest.fixture
+def case_file(tmp_path, bundled_cases):
+    records = [{"query": c.query, "expected": c.expected.to_json(), "label": c.label} for c in bundled_cases[::2]]
+    return write_jsonl(tmp_path / "cases.jsonl", records)
+
+
+def backend(server: ChatServer, cache_dir: Path | None = None, **kwargs) -> OpenAICompatibleModel:
+    return OpenAICompatibleModel(Endpoint("scripted", server.base_url, SECRET, timeout_s=kwargs.pop("timeout_s", 0.5)),
+                                 retry=kwargs.pop("retry", FAST_RETRY),
+                                 cache=ResponseCache(cache_dir) if cache_dir else None, **kwargs)
+
+
+def conversations(queries):
+    return [[{"role": "user", "content": q}] for q in queries]
+
+
+def test_native_tool_calls_are_parsed_and_missing_calls_mean_none(expected, task):
+    query = next(q for q, t in expected.items() if t == "get_order_status")
+    with ChatServer(ExamplesRouter(expected)) as server:
+        model = backend(server)
+        shown = model.route("get_order_status: where is my order", task.tools, conversations([query]), True)[0]
+        hidden = model.route("no examples here", task.tools, conversations([query]), True)[0]
+    assert shown.call.name == "get_order_status" and shown.call.arguments == {"q": "x"} and not shown.error
+    assert hidden.call.name == NO_TOOL and not hidden.error
+    assert shown.record.tokens_in == 40 and shown.record.tokens_out == 8 and shown.record.attempts == 1
+
+
+@pytest.mark.parametrize("kind", ["rate_limit", "server_error", "stall", "malformed"])
+def test_each_fault_kind_is_retried_until_the_call_succeeds(expected, task, kind):
+    queries = [q for q, t in expected.items() if t != NO_TOOL][:12]
+    prompt = "\n".join(f"{t}: example" for t in {t for t in expected.values() if t != NO_TOOL})
+    faults = FaultPlan(rate=0.5, kinds=(kind,), stall_s=1.0, retry_after_s=0.2, seed=3)
+    with ChatServer(ExamplesRouter(expected), faults=faults) as server:
+        routed = backend(server, concurrency=4).route(prompt, task.tools, conversations(queries))
+        injected = server.injected[kind]
+    assert injected > 0
+    assert [r.call.name for r in routed] == [expected[q] for q in queries]
+    assert not any(r.error for r in routed)
+    assert sum(r.record.attempts - 1 for r in routed) == injected
+
+
+def test_retry_after_is_honoured(expected, task):
+    query = next(iter(expected))
+    faults = FaultPlan(rate=1.0, kinds=("rate_limit",), retry_after_s=0.4)
+    with ChatServer(ExamplesRouter(expected), faults=faults) as server:
+        started = time.perf_counter()
+        routed = backend(server, retry=RetryPolicy(attempts=3, base_s=0.0, cap_s=0.0)).route(
+            "p", task.tools, conversations([query]))[0]
+        elapsed = time.perf_counter() - started
+    assert routed.record.attempts == 3 and routed.record.status == 429
+    assert elapsed >= 0.8  # two waits of the advertised 0.4 s, though the policy's own backoff is zero
+
+
+def test_a_call_failing_every_retry_fails_that_evaluation_visibly_not_the_run(tmp_path, case_file, expected):
+    faults = FaultPlan(rate=1.0, kinds=("server_error",))
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    messages = []
+    with ChatServer(ExamplesRouter(expected), faults=faults) as server:
+        model = backend(server, retry=RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0))
+        result = optimize(cases=[case_file], model=model, db=db, steps=1, progress=messages.append)
+    report = result.report
+    assert report["status"] == "finished"
+    assert report["failed_calls"] == report["model_calls"] > 0
+    assert any("failed after retries" in m and "500" in m for m in messages)
+    store = Store(db)
+    evaluations = store.evaluations(report["seed"]["candidate_id"]).values()
+    assert evaluations and all(e.error.startswith("InternalServerError 500") and not e.passed for e in evaluations)
+
+
+def test_client_errors_are_not_retried(expected, task):
+    with ChatServer(ExamplesRouter(expected)) as server:
+        model = OpenAICompatibleModel(Endpoint("scripted", server.base_url.replace("/v1", "/nowhere"), SECRET),
+                                      retry=FAST_RETRY)
+        routed = model.route("p", task.tools, conversations(["hi"]))[0]
+    assert routed.error.startswith("NotFoundError 404") and routed.record.attempts == 1
+
+
+def test_endpoint_without_tool_calling_falls_back_to_the_text_protocol(expected, task):
+    query = next(q for q, t in expected.items() if t == "find_stores")
+    responder = RejectingTools(expected)
+    with ChatServer(responder) as server:
+        model = backend(server)
+        routed = model.route("find_stores: any store near me", task.tools, conversations([query]), True)[0]
+    assert model.tool_protocol == "text"
+    assert routed.call.name == "find_stores" and routed.call.arguments == {"q": 1} and not routed.error
+
+
+def test_text_protocol_parsing():
+    names = {"find_stores", "get_order_status"}
+    assert parse_text_protocol('get_order_status {"order_id": "A1"}', names).arguments == {"order_id": "A1"}
+    assert parse_text_protocol("I would call `find_stores`.", names).name == "find_stores"
+    assert parse_text_protocol("none, just chatting", names).name == NO_TOOL
+    assert parse_text_protocol("", names).name == NO_TOOL
+
+
+def test_run_with_30_percent_faults_ends_with_the_fault_free_winner(tmp_path, case_file, expected):
+    outcomes = []
+    for rate in (0.0, 0.3):
+        faults = FaultPlan(rate=rate, stall_s=1.0, retry_after_s=0.02, seed=7)
+        with ChatServer(ExamplesRouter(expected), faults=faults) as server:
+            model = backend(server, concurrency=8)
+            result = optimize(cases=[case_file], model=model, db=f"sqlite:///{tmp_path / f'{rate}.db'}", steps=2)
+            outcomes.append((result, sum(server.injected.values())))
+    (clean, no_faults), (faulty, injected) = outcomes
+    assert no_faults == 0 and injected > 50
+    assert faulty.report["failed_calls"] == 0
+    assert faulty.best_prompt == clean.best_prompt != clean.seed_prompt
+    assert faulty.best_accuracy == clean.best_accuracy > clean.seed_accuracy
+    assert faulty.report["model_calls"] == clean.report["model_calls"]
+
+
+def test_rerunning_a_finished_run_makes_no_new_calls(tmp_path, case_file, expected):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    runner = CliRunner()
+    with ChatServer(ExamplesRouter(expected)) as server:
+        args = ["run", "--cases", str(case_file), "--model", "scripted", "--base-url", server.base_url,
+                "--db", db, "--json", "--quiet"]
+        first = json.loads(runner.invoke(main, args, catch_exceptions=False).output.strip().splitlines()[-1])
+        requests = server.requests
+        second = runner.invoke(main, args[:-2], catch_exceptions=False).output
+        again = json.loads(runner.invoke(main, args, catch_exceptions=False).output.strip().splitlines()[-1])
+        assert server.requests == requests
+    assert first["new_model_calls"] == first["model_calls"] > 0
+    assert again["new_model_calls"] == 0 and again["cache_hits"] == again["model_calls"] == first["model_calls"]
+    assert "(0 new," in second
+    assert again["winner"] == first["winner"]
+
+
+def test_sampled_completions_keep_one_cache_entry_per_sample(tmp_path, expected):
+    messages = [{"role": "user", "content": "write a prompt"}]
+    with ChatServer(ExamplesRouter(expected)) as server:
+        model = backend(server, cache_dir=tmp_path / "cache")
+        first = model.generate_many([messages] * 3, temperature=1.0)
+        assert server.requests == 3
+        again = backend(server, cache_dir=tmp_path / "cache").generate_many([messages] * 3, temperature=1.0)
+        assert server.requests == 3
+        model.generate(messages, temperature=0.0)
+        model.generate(messages, temperature=0.0)
+        assert server.requests == 4
+    assert all(r.record.cache_hit for r in again) and not any(r.record.cache_hit for r in first)
+
+
+def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, case_file, expected, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    db_path = tmp_path / "store.db"
+    messages = []
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"prices": {"scripted": {"input": 1000.0, "output": 2000.0}}}))
+    with ChatServer(ExamplesRouter(expected)) as server:
+        result = optimize(cases=[case_file], model="scripted", base_url=server.base_url, db=f"sqlite:///{db_path}",
+                          config_file=config, progress=messages.append)
+    report = result.report
+    expected_cost = (report["tokens_in"] * 1000.0 + report["tokens_out"] * 2000.0) / 1e6
+    assert report["cost_usd"] == pytest.approx(expected_cost) and report["cost_usd"] > 0
+    assert report["tokens_in"] == 40 * report["model_calls"]
+    stored = Store(f"sqlite:///{db_path}").run(result.run_id)
+    assert stored.config["model"] == "scripted" and stored.config["base_url"] == server.base_url
+    cache_dir = Path(__import__("os").environ["PROMPTOPT_CACHE_DIR"])
+    written = [db_path.read_bytes()] + [p.read_bytes() for p in cache_dir.rglob("*.json")]
+    exported = CliRunner().invoke(main, ["export", result.run_id, "--format", "json", "--db", f"sqlite:///{db_path}"])
+    assert len(written) > 1
+    for blob in [*written, exported.output.encode(), "\n".join(messages).encode(), repr(result).encode()]:
+        assert SECRET.encode() not in blob
+
+
+def test_token_and_dollar_budgets_stop_the_search(tmp_path, case_file, expected):
+    with ChatServer(ExamplesRouter(expected)) as server:
+        model = backend(server)
+        result = optimize(cases=[case_file], model=model, db=f"sqlite:///{tmp_path / 'a.db'}", max_tokens=2000)
+    assert any("token budget" in s["message"] for s in result.report["steps"])
+    assert result.best_prompt == result.seed_prompt
+
+
+def test_settings_precedence_and_missing_key():
+    config = {"task_model": {"model": "deepseek-chat", "base_url": "https://api.deepseek.com",
+                             "api_key_env": "DEEPSEEK_API_KEY"}}
+    env = {"OPENAI_API_KEY": "sk-openai", "DEEPSEEK_API_KEY": "sk-deep", "OPENAI_BASE_URL": "https://x.test/v1"}
+    from_config = resolve_model_settings("task_model", config=config, environ=env)
+    assert (from_config.model, from_config.base_url, from_config.api_key) == \
+        ("deepseek-chat", "https://api.deepseek.com", "sk-deep")
+    flagged = resolve_model_settings("task_model", model="qwen-plus", base_url="https://q.test/v1", api_key="k",
+                                     config=config, environ=env)
+    assert (flagged.model, flagged.base_url, flagged.api_key) == ("qwen-plus", "https://q.test/v1", "k")
+    from_env = resolve_model_settings("optimizer_model", model="gpt-4o", config=config, environ=env)
+    assert (from_env.base_url, from_env.api_key) == ("https://x.test/v1", "sk-openai")
+    assert resolve_model_settings("task_model", environ=env).local
+    assert "sk-" not in repr(from_config)
+    with pytest.raises(ModelSettingsError, match="OPENAI_API_KEY"):
+        resolve_model_settings("task_model", model="gpt-4o", environ={})
+    local = resolve_model_settings("task_model", model="embedded", base_url="http://127.0.0.1:8400/v1", environ={})
+    assert not local.local and local.api_key is None
+    assert load_model(local).name == "embedded"
+
+
+def test_price_table(tmp_path):
+    prices = load_prices()
+    assert prices.cost("gpt-4o-mini-2024-07-18", 1_000_000, 0) == pytest.approx(0.15)
+    assert prices.cost("my-own-model", 10**6, 10**6) == 0.0 and prices.price("my-own-model") is None
+    custom = tmp_path / "prices.json"
+    custom.write_text(json.dumps({"my-own-model": {"input": 1, "output": 3}}))
+    assert load_prices(custom).cost("my-own-model", 10**6, 10**6) == pytest.approx(4.0)
+    custom.write_text(json.dumps({"my-own-model": {"input": "cheap"}}))
+    with pytest.raises(PriceFileError, match="my-own-model"):
+        load_prices(custom)
+
+
+def test_estimate_prints_calls_tokens_and_cost_without_calling_anything(case_file):
+    result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "gpt-4o-mini", "--estimate",
+                                       "--json"], env={"OPENAI_API_KEY": ""})
+    assert result.exit_code == 0, result.output
+    estimate = json.loads(result.output.strip().splitlines()[-1])
+    assert estimate["calls"] > 100 and estimate["tokens_in"] > estimate["calls"] * 100
+    assert estimate["cost_usd"] > 0 and estimate["price_known"]
