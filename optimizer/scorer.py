@@ -2,17 +2,21 @@
 budget and writes every evaluation and model call to the store as it goes."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.base import Evaluator
-from promptopt.models.base import ModelBackend
+from promptopt.models.base import ModelBackend, Routed
 from promptopt.optimizer.budget import Budget
 from promptopt.runs.store import EvaluationRecord, Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 CHUNK = 32
+# A concurrent backend gets chunks of this many calls per slot, so the pause between chunks (evaluating,
+# writing to the store) is rare next to the time the calls take.
+CALLS_PER_SLOT = 8
 
 
 @dataclass(frozen=True)
@@ -47,27 +51,40 @@ class Scorer:
         todo = [c for c in cases if (prompt, c.id) not in self._cache]
         if todo and charge:
             self.budget.charge(len(todo))
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            routed = self.task.run(self.model, prompt, chunk)
-            for case, answer in zip(chunk, routed):
-                if answer.error:
-                    result = CaseResult(case.id, answer.call, 0.0, False, f"model call failed: {answer.error}",
-                                        answer.error)
-                else:
-                    score = self.evaluator(case, answer.call)
-                    result = CaseResult(case.id, answer.call, score.value, score.passed, score.feedback)
-                self._cache[(prompt, case.id)] = result
-            failed = sum(1 for answer in routed if answer.error)
-            if failed:
-                self.progress(f"{label}: {failed} model call(s) failed after retries; counted as wrong, "
-                              f"first error: {next(a.error for a in routed if a.error)}")
-            if charge:
-                self.budget.spend(r.record for r in routed)
-            self._save(candidate_id, prompt, chunk, [r.record for r in routed])
-            self.progress(f"{label} {min(start + CHUNK, len(todo))}/{len(todo)} cases".strip())
+        size = max(CHUNK, CALLS_PER_SLOT * getattr(self.model, "concurrency", 1))
+        chunks = [todo[start:start + size] for start in range(0, len(todo), size)]
+        done = 0
+        # two chunks are in flight at once: the next one's calls fill the slots the current one frees while it
+        # drains, and its answers are evaluated and stored while later calls are still out
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending = [pool.submit(self.task.run, self.model, prompt, chunk) for chunk in chunks[:2]]
+            for index, chunk in enumerate(chunks):
+                routed = pending.pop(0).result()
+                if index + 2 < len(chunks):
+                    pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
+                self._record(prompt, chunk, routed, label)
+                if charge:
+                    self.budget.spend(r.record for r in routed)
+                self._save(candidate_id, prompt, chunk, [r.record for r in routed])
+                done += len(chunk)
+                self.progress(f"{label} {done}/{len(todo)} cases".strip())
         self._save(candidate_id, prompt, [c for c in cases if (candidate_id, c.id) not in self._stored], [])
         return {c.id: self._cache[(prompt, c.id)] for c in cases}
+
+    def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> None:
+        """Evaluate a chunk's answers into the cache; a failed call is a failed evaluation, said out loud."""
+        for case, answer in zip(chunk, routed):
+            if answer.error:
+                result = CaseResult(case.id, answer.call, 0.0, False, f"model call failed: {answer.error}",
+                                    answer.error)
+            else:
+                score = self.evaluator(case, answer.call)
+                result = CaseResult(case.id, answer.call, score.value, score.passed, score.feedback)
+            self._cache[(prompt, case.id)] = result
+        failed = [answer.error for answer in routed if answer.error]
+        if failed:
+            self.progress(f"{label}: {len(failed)} model call(s) failed after retries; counted as wrong, "
+                          f"first error: {failed[0]}")
 
     def _save(self, candidate_id: int, prompt: str, cases: Sequence[Case], calls: list) -> None:
         if not cases and not calls:

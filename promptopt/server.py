@@ -137,6 +137,10 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # one send per answer, no Nagle delay: headers and body written separately would wait ~40 ms for
+            # the client's delayed ACK on every keep-alive request
+            disable_nagle_algorithm = True
+            wbufsize = 1 << 16
 
             def log_message(self, format: str, *args: Any) -> None:
                 server.log(f"{self.address_string()} {format % args}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Integer, create_engine, event, func, inspect, select, text
+from sqlalchemy import Integer, create_engine, event, func, insert, inspect, select, text
 from sqlalchemy import case as sql_case
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -178,13 +178,15 @@ class Store:
                         calls: Sequence[CallRecord], run_id: str) -> None:
         """Store a batch of evaluations and the model calls that produced them, atomically."""
         with self.session() as session, session.begin():
-            session.add_all(
-                EvaluationRow(candidate_id=candidate_id, case_id=r.case_id, predicted_tool=r.output.name,
-                              predicted_arguments=dict(r.output.arguments), score=r.score, passed=r.passed,
-                              feedback=r.feedback, evaluator=r.evaluator, error=r.error)
-                for r in records
-            )
-            session.add_all(_call_row(run_id, c) for c in calls)
+            if records:
+                session.execute(insert(EvaluationRow), [
+                    {"candidate_id": candidate_id, "case_id": r.case_id, "predicted_tool": r.output.name,
+                     "predicted_arguments": dict(r.output.arguments), "score": r.score, "passed": r.passed,
+                     "feedback": r.feedback, "evaluator": r.evaluator, "error": r.error}
+                    for r in records
+                ])
+            if calls:
+                session.execute(insert(ModelCallRow), [_call_values(run_id, c) for c in calls])
 
     def evaluations(self, candidate_id: int) -> dict[int, EvaluationRow]:
         """A candidate's evaluations keyed by case id."""
@@ -193,8 +195,10 @@ class Store:
             return {r.case_id: r for r in rows}
 
     def add_calls(self, run_id: str | None, calls: Sequence[CallRecord]) -> None:
+        if not calls:
+            return
         with self.session() as session, session.begin():
-            session.add_all(_call_row(run_id, c) for c in calls)
+            session.execute(insert(ModelCallRow), [_call_values(run_id, c) for c in calls])
 
     def call_totals(self, run_id: str) -> dict[str, Any]:
         """Model calls of a run: count, tokens, dollars spent (cache hits cost nothing), cache hits, failures."""
@@ -273,7 +277,7 @@ def _case(row: CaseRow) -> Case:
                 source=row.source, id=row.id)
 
 
-def _call_row(run_id: str | None, call: CallRecord) -> ModelCallRow:
-    return ModelCallRow(run_id=run_id, role=call.role, model=call.model, tokens_in=call.tokens_in,
-                        tokens_out=call.tokens_out, latency_s=call.latency_s, cache_hit=call.cache_hit,
-                        cost_usd=call.cost_usd, attempts=call.attempts, error=call.error)
+def _call_values(run_id: str | None, call: CallRecord) -> dict[str, Any]:
+    return {"run_id": run_id, "role": call.role, "model": call.model, "tokens_in": call.tokens_in,
+            "tokens_out": call.tokens_out, "latency_s": call.latency_s, "cache_hit": call.cache_hit,
+            "cost_usd": call.cost_usd, "attempts": call.attempts, "error": call.error, "created_at": utcnow()}

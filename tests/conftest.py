@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.tasks import bundled_task
 
@@ -47,6 +48,20 @@ def shared_weights(monkeypatch, embedded):
     monkeypatch.setattr(module, "EmbeddedModel",
                         lambda **kw: original(model=embedded._model, tokenizer=embedded._tokenizer, **kw))
     return embedded
+
+
+@pytest.fixture
+def small_case_file(tmp_path, task):
+    """Two bad and two good cases per expected tool, taken from the bundled task."""
+    picked, seen = [], {}
+    for path in task.case_files:
+        for case in read_cases(path, task.tools):
+            key = (case.label, case.expected.name)
+            if seen.get(key, 0) < 2 and not case.context:
+                seen[key] = seen.get(key, 0) + 1
+                picked.append({"query": case.query, "context": [], "expected": case.expected.to_json(),
+                               "actual": case.actual.to_json() if case.actual else None, "label": case.label})
+    return write_jsonl(tmp_path / "small.jsonl", picked)
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -7,24 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from promptopt.cli import main
-from promptopt.runs.case_import import read_cases
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
-from tests.conftest import write_jsonl
-
-
-@pytest.fixture
-def small_case_file(tmp_path, task):
-    """Two bad and two good cases per expected tool, taken from the bundled task."""
-    picked, seen = [], {}
-    for path in task.case_files:
-        for case in read_cases(path, task.tools):
-            key = (case.label, case.expected.name)
-            if seen.get(key, 0) < 2 and not case.context:
-                seen[key] = seen.get(key, 0) + 1
-                picked.append({"query": case.query, "context": [], "expected": case.expected.to_json(),
-                               "actual": case.actual.to_json() if case.actual else None, "label": case.label})
-    return write_jsonl(tmp_path / "small.jsonl", picked)
 
 
 def test_run_json_export_and_show(tmp_path, small_case_file, shared_weights):

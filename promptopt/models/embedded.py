@@ -123,7 +123,7 @@ class EmbeddedModel:
         self.cache = cache
         self._model = model
         self._tokenizer = tokenizer
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one caller at a time: torch state and the fast tokenizer are shared
         self._prefix: PrefixCache | None = None
 
     def _load(self) -> None:
@@ -315,7 +315,8 @@ class EmbeddedModel:
         requests = [self._route_request(system_prompt, tools, c, fill_arguments) for c in conversations]
         answers: list[dict[str, Any] | None] = [self.cache.get(r) if self.cache else None for r in requests]
         missing = [i for i, answer in enumerate(answers) if answer is None]
-        fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], fill_arguments)
+        with self._lock:
+            fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], fill_arguments)
         results: list[Routed | None] = [None] * len(conversations)
         for i, routed in zip(missing, fresh):
             results[i] = routed

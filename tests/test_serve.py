@@ -1,0 +1,84 @@
+"""`promptopt serve`: the embedded model behind the OpenAI chat-completions API, used through the real `openai`
+SDK, for a short end-to-end run, and as the command a user starts."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import openai
+import pytest
+
+from promptopt.api import optimize
+from promptopt.case import NO_TOOL
+from promptopt.runs.case_import import read_cases
+from promptopt.runs.store import Store
+from promptopt.server import ChatServer, EmbeddedResponder
+from tests.conftest import case_record, write_jsonl
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def server(shared_weights):
+    with ChatServer(EmbeddedResponder(fill_arguments=False)) as running:
+        yield running
+
+
+def test_sdk_gets_tool_calls_text_and_the_model_list(server, task, embedded):
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused")
+    assert [m.id for m in client.models.list().data] == ["embedded"]
+    queries = ["我的订单到哪了 单号FM2024", "hello, how are you today?"]
+    local = embedded.route("You are a shop assistant.", task.tools, [[{"role": "user", "content": q}] for q in queries])
+    for query, expected in zip(queries, local):
+        reply = client.chat.completions.create(
+            model="embedded", tools=task.tools,
+            messages=[{"role": "system", "content": "You are a shop assistant."}, {"role": "user", "content": query}])
+        message = reply.choices[0].message
+        served = message.tool_calls[0].function.name if message.tool_calls else NO_TOOL
+        assert served == expected.call.name
+        assert reply.usage.prompt_tokens == expected.record.tokens_in
+    text = client.chat.completions.create(model="embedded", max_tokens=8,
+                                          messages=[{"role": "user", "content": "Say hello."}])
+    assert text.choices[0].message.content and text.usage.completion_tokens <= 8
+
+
+def test_short_run_against_the_served_model(server, tmp_path, task, embedded):
+    picked, seen = [], set()
+    for path in task.case_files:
+        for case in read_cases(path, task.tools):
+            if case.expected.name not in seen and not case.context and len(case.query) < 40:
+                seen.add(case.expected.name)
+                picked.append(case)
+    case_file = write_jsonl(tmp_path / "cases.jsonl", [case_record(c.query, c.expected.name) for c in picked])
+    cases = read_cases(case_file, task.tools)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    result = optimize(cases=[case_file], model="embedded", base_url=server.base_url, db=db, steps=1, n_demos=4,
+                      train_sample=6, candidates=1)
+    report = result.report
+    assert report["status"] == "finished" and report["failed_calls"] == 0
+    assert report["model_calls"] == server.requests > 0
+    seed_local = embedded.route(result.seed_prompt, task.tools, [c.messages() for c in cases])
+    stored = Store(db).evaluations(report["seed"]["candidate_id"])
+    by_query = {c.query: r.call.name for c, r in zip(cases, seed_local)}
+    store_cases = {c.id: c for c in Store(db).cases(stored)}
+    assert {store_cases[i].query: e.predicted_tool for i, e in stored.items()} == \
+        {store_cases[i].query: by_query[store_cases[i].query] for i in stored}
+
+
+def test_promptopt_serve_command_answers_the_sdk(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "promptopt.cli", "serve", "--port", "0", "--no-arguments"],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stderr.readline()
+        match = re.search(r"at (http://\S+)", line)
+        assert match, line
+        client = openai.OpenAI(base_url=match.group(1), api_key="unused", timeout=120)
+        reply = client.chat.completions.create(model="embedded", max_tokens=4,
+                                               messages=[{"role": "user", "content": "Hi"}])
+        assert reply.choices[0].message.content is not None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
