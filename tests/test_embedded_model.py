@@ -35,6 +35,21 @@ def test_route_picks_a_known_choice_and_accounts_for_it(embedded, task):
     assert all(r.record.role == "task" and r.record.tokens_in > 200 for r in routed)
 
 
+def test_cached_routing_answers_repeat_without_scoring(embedded, task, tmp_path, monkeypatch):
+    from promptopt.models.embedded import EmbeddedModel
+    from promptopt.models.response_cache import ResponseCache
+
+    model = EmbeddedModel(model=embedded._model, tokenizer=embedded._tokenizer, cache=ResponseCache(tmp_path))
+    first = model.route(task.seed_prompt, task.tools, CONVERSATIONS[:2])
+    other_prompt = model.route(task.seed_prompt + "\nBe brief.", task.tools, CONVERSATIONS[:1])
+    assert not other_prompt[0].record.cache_hit
+    monkeypatch.setattr(model, "channel_logprobs", lambda *a: pytest.fail("a cached answer was scored again"))
+    again = model.route(task.seed_prompt, task.tools, CONVERSATIONS[:2])
+    assert [r.call for r in again] == [r.call for r in first]
+    assert all(r.record.cache_hit for r in again) and not any(r.record.cache_hit for r in first)
+    assert [r.record.tokens_in for r in again] == [r.record.tokens_in for r in first]
+
+
 def test_fill_arguments_keeps_only_schema_keys(embedded, task):
     cart = next(t for t in task.tools if t["function"]["name"] == "manage_cart")
     arguments = embedded.fill_arguments(task.seed_prompt, cart, CONVERSATIONS[1])
