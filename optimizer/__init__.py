@@ -1,12 +1,14 @@
 """The search: run loop, budget, acceptance, candidates and one module per strategy."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
-STRATEGIES = {"demos": DemosStrategy}
+STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy}
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
@@ -14,3 +16,8 @@ def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
     return STRATEGIES[name](**(options or {}))
+
+
+def strategy_parameters(name: str) -> set[str]:
+    """The option names a strategy takes (its constructor's keyword parameters)."""
+    return set(inspect.signature(STRATEGIES[name]).parameters)

@@ -110,9 +110,13 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
                 optimizer_model=optimizer_model,
             )
             proposals = strategy.propose(context, step)
+            if context.notes.get("summary"):
+                say(f"step {step}: {context.notes['summary']}")
             if not proposals:
-                message = "no valid candidate beat the incumbent on the strategy's training sample"
-                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message)
+                message = context.notes.get("summary") or \
+                    "no valid candidate beat the incumbent on the strategy's training sample"
+                message = f"{message}; no candidate to validate"
+                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message, context.notes)
                 say(f"step {step}: {message}")
                 continue
             best = proposals[0]
@@ -125,7 +129,8 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
             if decision.accepted:
                 incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
             verdict = "accepted" if decision.accepted else "rejected"
-            store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}")
+            store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
+                           context.notes)
             say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
                 f"{decision.reason}")
     except BudgetExhausted as error:

@@ -1,13 +1,13 @@
 """The protocol every search strategy implements, and the context the run loop hands it each step."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from promptopt.case import Case
-from promptopt.models.base import ModelBackend
+from promptopt.models.base import Completion, ModelBackend
 from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.runs.store import Store
@@ -16,7 +16,8 @@ from promptopt.runs.store import Store
 @dataclass
 class SearchContext:
     """What a strategy may use: the training cases, the incumbent and its training results, the shared scorer
-    (budgeted, cached, stored), the optimizer model, and `register`, which validates and stores each proposal."""
+    (budgeted, cached, stored), the optimizer model (through `ask_optimizer`), `register`, which validates and
+    stores each proposal, and `notes`, stored with the step (what the optimizer model was shown, say)."""
 
     run_id: str
     store: Store
@@ -30,6 +31,7 @@ class SearchContext:
     max_chars: int
     options: dict[str, Any]
     optimizer_model: ModelBackend | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def register(self, candidate: Candidate, step: int) -> Candidate | None:
         """Store the proposal; return it with its id if it may be evaluated, None if validation rejects it."""
@@ -39,6 +41,20 @@ class SearchContext:
             status="invalid" if problem else "proposed", rejection=problem or "", details=candidate.details,
         )
         return None if problem else candidate
+
+    def ask_optimizer(self, requests: Sequence[list[dict[str, str]]], temperature: float,
+                      max_tokens: int) -> list[Completion]:
+        """Completions from the optimizer model, charged to the run's budget and stored as optimizer calls."""
+        if self.optimizer_model is None:
+            raise RuntimeError("this run has no optimizer model")
+        budget = self.scorer.budget
+        budget.charge(len(requests))
+        completions = self.optimizer_model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
+                                                         role="optimizer")
+        records = [c.record for c in completions]
+        budget.spend(records)
+        self.store.add_calls(self.run_id, records)
+        return completions
 
 
 @dataclass

@@ -11,8 +11,9 @@ import click
 from promptopt.config import ConfigFileError, default_db_url
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
-from promptopt.optimizer import STRATEGIES
+from promptopt.optimizer import STRATEGIES, strategy_parameters
 from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.opro import META_TEXT, OproStrategy
 from promptopt.optimizer.loop import RunConfig
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.export import FORMATS, export_prompt
@@ -96,8 +97,21 @@ def main() -> None:
               help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
 @click.option("--arguments/--no-arguments", default=False, show_default=True,
               help="Also generate and check tool arguments (slow on the embedded model).")
-@click.option("--n-demos", type=click.IntRange(1), default=DemosStrategy().n_demos, show_default=True,
-              help="demos strategy: examples per candidate prompt.")
+@click.option("--n-demos", type=click.IntRange(1), default=None,
+              help=f"demos: examples per candidate prompt [default: {DemosStrategy().n_demos}].")
+@click.option("--candidates", type=click.IntRange(1), default=None,
+              help=f"Candidates per step: demo sets (demos, default {DemosStrategy().candidates}) or samples "
+                   f"from the optimizer model (opro, default {OproStrategy().candidates}).")
+@click.option("--train-sample", type=click.IntRange(1), default=None,
+              help="Training cases each candidate is scored on before validation [default: 48].")
+@click.option("--history", type=click.IntRange(1), default=None,
+              help=f"opro: best earlier prompts shown in the meta-prompt [default: {OproStrategy().history_size}].")
+@click.option("--exemplars", type=click.IntRange(0), default=None,
+              help=f"opro: training cases shown in the meta-prompt [default: {OproStrategy().exemplars}].")
+@click.option("--temperature", type=click.FloatRange(0), default=None,
+              help=f"opro: sampling temperature of the optimizer model [default: {OproStrategy().temperature}].")
+@click.option("--language", type=click.Choice(sorted(META_TEXT)), default=None,
+              help="Language of the task, used for the optimizer model's instructions [default: en].")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls, tokens and cost of this run, then stop without calling any model.")
@@ -105,7 +119,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, api_key, optimizer_model,
         optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls, budget_tokens,
-        budget_usd, budget_seconds, max_broken, alpha, arguments, n_demos, db, estimate, as_json, quiet) -> None:
+        budget_usd, budget_seconds, max_broken, alpha, arguments, n_demos, candidates, train_sample, history,
+        exemplars, temperature, language, db, estimate, as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -116,7 +131,16 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
     from promptopt.api import estimate as estimate_run
     from promptopt.api import optimize
 
-    options = {"n_demos": n_demos} if strategy == "demos" else {}
+    given = {"n_demos": n_demos, "candidates": candidates, "train_sample": train_sample, "history": history,
+             "exemplars": exemplars, "temperature": temperature, "language": language}
+    options = {name: value for name, value in given.items() if value is not None}
+    accepted = strategy_parameters(strategy)
+    if "language" not in accepted:
+        options.pop("language", None)  # a task setting; only strategies that write text use it
+    stray = [name for name in options if name not in accepted]
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise click.UsageError(f"{flags} do(es) not apply to --strategy {strategy}")
     try:
         if estimate:
             expected = estimate_run(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
@@ -262,14 +286,28 @@ def list_runs(limit, db) -> None:
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--steps", "with_steps", is_flag=True,
+              help="Also print each step's details: what the optimizer model was shown, what became of its samples.")
 @click.option("--db", default=None, help=DB_HELP)
-def show_run(run_id, as_json, db) -> None:
+def show_run(run_id, as_json, with_steps, db) -> None:
     """A run's result table, computed from the store."""
+    store = Store(db)
     try:
-        report = run_report(Store(db), run_id)
+        report = run_report(store, run_id)
     except RunNotFound:
         raise click.ClickException(f"no run {run_id!r} in the store") from None
-    click.echo(json.dumps(report, ensure_ascii=False) if as_json else format_report(report))
+    if as_json:
+        if with_steps:
+            report = {**report, "step_details": [dict(step=s.step, **(s.details or {})) for s in store.steps(run_id)]}
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(format_report(report))
+    if with_steps:
+        for step in store.steps(run_id):
+            click.echo(f"\n=== step {step.step}: {step.message}")
+            for key, value in (step.details or {}).items():
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                click.echo(f"--- {key}\n{text}")
 
 
 @main.command()

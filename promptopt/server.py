@@ -81,7 +81,8 @@ class EmbeddedResponder:
                 return {"role": "assistant", "content": None, "tool_calls": [call]}, routed.record.tokens_in, 1
             return {"role": "assistant", "content": "none"}, routed.record.tokens_in, 1
         text, record = self.model.generate(messages, temperature=float(request.get("temperature") or 0.0),
-                                           max_tokens=int(request.get("max_tokens") or 256), role="task")
+                                           max_tokens=int(request.get("max_tokens") or 256), role="task",
+                                           seed=int(request.get("seed") or 0))
         return {"role": "assistant", "content": text}, record.tokens_in, record.tokens_out
 
 

@@ -102,6 +102,7 @@ class StepRow(Base):
     incumbent_id: Mapped[int] = mapped_column(Integer)
     val_accuracy: Mapped[float] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -74,6 +74,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report["failed_calls"]:
         lines.append(f"warning: {report['failed_calls']} model call(s) failed after their last retry; those "
                      "evaluations count as wrong (see `promptopt runs show --json`)")
+    if report["candidates"] and report["invalid_candidates"] == report["candidates"]:
+        lines.append("every candidate was invalid (protected region edited, a tool dropped, or too long), so none "
+                     f"was evaluated: see `promptopt runs show {report['run_id']} --steps`")
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         lines.append("no candidate passed acceptance; the seed prompt stays the winner")
     return "\n".join(lines)

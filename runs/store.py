@@ -216,10 +216,11 @@ class Store:
                 "failed_calls": int(row[5])}
 
     # steps
-    def add_step(self, run_id: str, step: int, incumbent_id: int, val_accuracy: float, message: str) -> None:
+    def add_step(self, run_id: str, step: int, incumbent_id: int, val_accuracy: float, message: str,
+                 details: dict[str, Any] | None = None) -> None:
         with self.session() as session, session.begin():
             session.add(StepRow(run_id=run_id, step=step, incumbent_id=incumbent_id, val_accuracy=val_accuracy,
-                                message=message))
+                                message=message, details=dict(details or {})))
 
     def steps(self, run_id: str) -> list[StepRow]:
         with self.session() as session:

@@ -82,3 +82,22 @@ def test_promptopt_serve_command_answers_the_sdk(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_opro_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    messages = []
+    result = optimize(cases=[small_case_file], strategy="opro", optimizer_model="embedded",
+                      optimizer_base_url=server.base_url, db=db, steps=1, candidates=2, reply_tokens=48,
+                      train_sample=8, progress=messages.append)
+    report = result.report
+    assert report["status"] == "finished"
+    store = Store(db)
+    (step,) = [s for s in store.steps(result.run_id) if s.step == 1]
+    assert "<PROMPT>" in step.details["meta_prompt"] and "score:" in step.details["meta_prompt"]
+    assert step.details["samples"]["samples"] == 2
+    assert "opro: 2 samples from the optimizer model" in step.message
+    assert any("opro: 2 samples" in m for m in messages)
+    opro = [c for c in store.candidates(result.run_id) if c.operator == "opro"]
+    assert all(c.details["raw_reply"] for c in opro)
+    assert all(c.status == "invalid" and c.rejection for c in opro if c.status != "rejected")

@@ -35,6 +35,15 @@ class Routed:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One generated text with its call; `error` is set (and `text` empty) when the call failed for good."""
+
+    text: str
+    record: CallRecord
+    error: str = ""
+
+
 class ModelBackend(Protocol):
     """A model promptopt can run as task model (routing) or optimizer model (text generation)."""
 
@@ -54,4 +63,10 @@ class ModelBackend(Protocol):
         self, messages: list[dict[str, str]], temperature: float = 0.0, max_tokens: int = 256, role: str = "optimizer"
     ) -> tuple[str, CallRecord]:
         """One chat completion."""
+        ...
+
+    def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
+                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
+        """Several completions (concurrently where the backend can); repeated identical requests are distinct
+        samples. Failures come back as completions with `error`, never as exceptions."""
         ...

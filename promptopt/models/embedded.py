@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from promptopt.case import NO_TOOL, ToolCall
-from promptopt.models.base import CallRecord, Routed
+from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded_weights import GGUF_FILE
 from promptopt.models.response_cache import ResponseCache
 
@@ -380,14 +381,31 @@ class EmbeddedModel:
         text = self._complete([{"role": "system", "content": system}, *conversation], opener, max_tokens, 0.0)[0]
         return {k: v for k, v in parse_json_object(opener + text).items() if k in properties}
 
+    def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
+                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
+        """Completions one after another; sample i of a request is drawn with its own seed, so runs repeat."""
+        completions = []
+        seen: dict[str, int] = {}
+        for messages in requests:
+            key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+            index = seen[key] = seen.get(key, -1) + 1
+            began = time.perf_counter()
+            seed = zlib.crc32(key.encode("utf-8")) + index
+            text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature, seed)
+            record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
+                                latency_s=time.perf_counter() - began)
+            completions.append(Completion(text=text, record=record))
+        return completions
+
     def _complete(
-        self, messages: list[dict[str, str]], opener: str, max_tokens: int, temperature: float
+        self, messages: list[dict[str, str]], opener: str, max_tokens: int, temperature: float, seed: int = 0
     ) -> tuple[str, int, int]:
-        """Greedy (or sampled) continuation after the assistant turn opener; returns text and token counts."""
+        """Greedy (or sampled, from `seed`) continuation after the assistant turn opener; text and token counts."""
         import torch
 
         with self._lock:
             self._load()
+            torch.manual_seed(seed)
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opener
             ids = torch.tensor([self._encode(text)])
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
@@ -403,11 +421,12 @@ class EmbeddedModel:
             return self.tokenizer.decode(new, skip_special_tokens=True), ids.shape[1], len(new)
 
     def generate(
-        self, messages: list[dict[str, str]], temperature: float = 0.0, max_tokens: int = 256, role: str = "optimizer"
+        self, messages: list[dict[str, str]], temperature: float = 0.0, max_tokens: int = 256, role: str = "optimizer",
+        seed: int = 0,
     ) -> tuple[str, CallRecord]:
-        """One chat completion from the local model."""
+        """One chat completion from the local model (sampled from `seed` when temperature > 0)."""
         began = time.perf_counter()
-        text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature)
+        text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature, seed)
         record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
                             latency_s=time.perf_counter() - began)
         return text, record

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
 
 from promptopt.case import NO_TOOL, ToolCall
-from promptopt.models.base import CallRecord, Routed
+from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded import parse_json_object, tool_names
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
@@ -122,7 +122,7 @@ class OpenAICompatibleModel:
         return reply.message.get("content") or "", reply.record
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
-                      max_tokens: int = 512, role: str = "optimizer") -> list[Reply]:
+                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
         """Several completions concurrently (sample i of identical messages is cached as its own entry)."""
         seen: dict[str, int] = {}
         coroutines = []
@@ -130,7 +130,8 @@ class OpenAICompatibleModel:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, -1) + 1
             coroutines.append(self._chat(self._request(messages, temperature, max_tokens, index), role))
-        return self._run(self._gather(coroutines))
+        replies = self._run(self._gather(coroutines))
+        return [Completion(text=r.message.get("content") or "", record=r.record, error=r.error) for r in replies]
 
     def close(self) -> None:
         """Close the HTTP client and stop the loop thread."""
@@ -147,7 +148,8 @@ class OpenAICompatibleModel:
         request: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "temperature": temperature,
                                    "max_tokens": max_tokens}
         if self.seed is not None:
-            request["seed"] = self.seed
+            # sample i of the same messages asks for its own seed, so samples differ but a re-run repeats them
+            request["seed"] = self.seed + (sample_index if temperature > 0 else 0)
         if tools:
             request["tools"] = list(tools)
             request["tool_choice"] = "auto"

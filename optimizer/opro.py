@@ -1,0 +1,207 @@
+"""OPRO (Yang et al. 2023, "Large Language Models as Optimizers"): the optimizer model is shown the best system
+prompts so far with their scores and asked for a new one.
+
+Each step builds one meta-prompt: a task description (the assistant and its tools), up to `history` of the
+best (prompt, score) pairs so far sorted ascending so the best comes last, with scores as integers 0-100; a
+few exemplar training cases (conversation and expected tool), preferring ones the current best prompt gets
+wrong; and the instruction to write a prompt different from and better than all of them. The optimizer model
+samples `candidates` replies to it at `temperature` (one call each). Replies are cut out of their
+<PROMPT></PROMPT> tags; duplicates of each other or of the history, and invalid prompts (protected region
+edited, a tool dropped, too long), are dropped before any evaluation. The rest are scored on one fixed
+training subset through the shared scorer, join the history, and the best of the step goes to acceptance.
+Defaults follow the paper's code: 8 samples per step at temperature 1.0, 20 prompts in the history, 3
+exemplars. The meta-prompt of every step is stored with the step.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+from promptopt.case import Case
+from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.optimizer.scorer import accuracy
+from promptopt.optimizer.strategy import Proposal, SearchContext
+
+TAG_OPEN, TAG_CLOSE = "<PROMPT>", "</PROMPT>"
+
+META_TEXT = {
+    "en": {
+        "intro": ("Your task is to write the system prompt {open}{close} for an assistant that reads each user "
+                  "request and calls exactly one of these tools, or none when no tool fits:\n{tools}\n\n"
+                  "Below are earlier system prompts with their scores. A score is the share of training "
+                  "requests routed to the right tool, from 0 to 100; higher is better."),
+        "pair": "text:\n{prompt}\nscore:\n{score}",
+        "examples": "Below are example requests and the tool each one should go to.",
+        "context": "Earlier conversation:\n{context}",
+        "request": "Request: {query}\nRight tool: {tool}",
+        "protected": ("Copy this protected section into the new prompt exactly as it is, markers included:\n"
+                      "{regions}"),
+        "ask": ("Write a new system prompt that is different from every prompt above and scores higher than all "
+                "of them. It must name every tool. Start it with {open} and end it with {close}."),
+    },
+    "zh": {
+        "intro": ("你的任务是为一个助手编写系统提示词 {open}{close}。助手读取每条用户请求，并调用以下工具中的恰好一个；"
+                  "若没有合适的工具则选择 none：\n{tools}\n\n"
+                  "下面是之前的系统提示词及其得分。得分是训练请求中被路由到正确工具的比例，范围 0 到 100，越高越好。"),
+        "pair": "提示词：\n{prompt}\n得分：\n{score}",
+        "examples": "下面是一些示例请求，以及每条请求应当调用的工具。",
+        "context": "之前的对话：\n{context}",
+        "request": "请求：{query}\n正确工具：{tool}",
+        "protected": "请把下面的受保护段落原样复制到新提示词中（包括标记）：\n{regions}",
+        "ask": ("请写一个新的系统提示词：它要与上面所有提示词都不同，并且得分比它们都高。它必须提到每一个工具。"
+                "以 {open} 开头，以 {close} 结尾。"),
+    },
+}
+
+
+@dataclass
+class Scored:
+    """A prompt of the history with its training-subset accuracy."""
+
+    prompt: str
+    score: float
+    candidate_id: int | None
+
+
+def extract_prompt(reply: str) -> str:
+    """The text between the first <PROMPT> and the following </PROMPT>; without tags, the whole reply."""
+    match = re.search(re.escape(TAG_OPEN) + r"(.*?)(?:" + re.escape(TAG_CLOSE) + r"|$)", reply, re.S)
+    return (match.group(1) if match else reply).strip()
+
+
+def normalized(prompt: str) -> str:
+    """Whitespace-insensitive form used to spot duplicates."""
+    return " ".join(prompt.split())
+
+
+class OproStrategy:
+    """OPRO over system prompts (see the module docstring)."""
+
+    name = "opro"
+
+    def __init__(self, candidates: int = 8, history: int = 20, exemplars: int = 3, temperature: float = 1.0,
+                 train_sample: int = 48, reply_tokens: int = 1024, language: str = "en") -> None:
+        if language not in META_TEXT:
+            raise ValueError(f"meta-prompt language must be one of {', '.join(META_TEXT)}")
+        self.candidates = candidates
+        self.history_size = history
+        self.exemplars = exemplars
+        self.temperature = temperature
+        self.train_sample = train_sample
+        self.reply_tokens = reply_tokens
+        self.language = language
+        self.history: list[Scored] = []
+        self._subset: list[Case] | None = None
+
+    def expected_calls(self, n_train: int, steps: int) -> int:
+        """Per step: every sample scored on the training subset (the seed once)."""
+        subset = min(self.train_sample, n_train)
+        return subset + steps * self.candidates * subset
+
+    def propose(self, context: SearchContext, step: int) -> list[Proposal]:
+        subset = self._training_subset(context)
+        if not self.history:
+            seed_results = context.scorer.score(context.incumbent.id, context.incumbent.prompt, subset,
+                                                label="opro history: incumbent")
+            self.history.append(Scored(context.incumbent.prompt, accuracy(seed_results), context.incumbent.id))
+        meta_prompt = self.meta_prompt(context, subset)
+        context.notes["meta_prompt"] = meta_prompt
+        completions = context.ask_optimizer([[{"role": "user", "content": meta_prompt}]] * self.candidates,
+                                            self.temperature, self.reply_tokens)
+        seen = {normalized(s.prompt) for s in self.history}
+        counts = {"samples": len(completions), "failed": 0, "duplicate": 0, "invalid": 0, "scored": 0}
+        proposals = []
+        reasons: dict[str, int] = {}
+        for index, completion in enumerate(completions):
+            if completion.error:
+                counts["failed"] += 1
+                continue
+            prompt = extract_prompt(completion.text)
+            key = normalized(prompt)
+            if key in seen:
+                counts["duplicate"] += 1
+                continue
+            seen.add(key)
+            candidate = Candidate(
+                prompt=prompt, operator="opro",
+                parent_ids=[s.candidate_id for s in self._top() if s.candidate_id is not None],
+                rationale=f"OPRO step {step}, sample {index + 1} of {self.candidates}",
+                details={"sample": index, "raw_reply": completion.text[:4000]},
+            )
+            if context.register(candidate, step) is None:
+                counts["invalid"] += 1
+                reason = context.store.candidate(candidate.id).rejection.split(":")[0]
+                reasons[reason] = reasons.get(reason, 0) + 1
+                continue
+            results = context.scorer.score(candidate.id, prompt, subset, label=f"step {step} opro sample {index + 1}")
+            self.history.append(Scored(prompt, accuracy(results), candidate.id))
+            proposals.append(Proposal(candidate, results))
+            counts["scored"] += 1
+        context.notes["samples"] = counts
+        why = "; ".join(f"{n}x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        context.notes["summary"] = (
+            f"opro: {counts['samples']} samples from the optimizer model: {counts['scored']} scored, "
+            f"{counts['duplicate']} duplicates, {counts['invalid']} invalid{f' ({why})' if why else ''}, "
+            f"{counts['failed']} failed calls")
+        return sorted(proposals, key=lambda p: -p.train_accuracy)
+
+    def meta_prompt(self, context: SearchContext, subset: Sequence[Case]) -> str:
+        """The meta-prompt of this step (see the module docstring)."""
+        text = META_TEXT[self.language]
+        tools = "\n".join(f"- {name}" for name in [*context.tool_names, "none"])
+        parts = [text["intro"].format(open=TAG_OPEN, close=TAG_CLOSE, tools=tools)]
+        for scored in sorted(self._top(), key=lambda s: s.score):
+            parts.append(text["pair"].format(prompt=scored.prompt, score=round(100 * scored.score)))
+        examples = self._exemplars(context, subset)
+        if examples:
+            parts.append(text["examples"])
+            for case in examples:
+                lines = []
+                if case.context:
+                    history = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in case.context)
+                    lines.append(text["context"].format(context=history))
+                lines.append(text["request"].format(query=case.query, tool=case.expected.name))
+                parts.append("\n".join(lines))
+        regions = protected_regions(context.seed_prompt)
+        if regions:
+            parts.append(text["protected"].format(regions="\n".join(regions)))
+        parts.append(text["ask"].format(open=TAG_OPEN, close=TAG_CLOSE))
+        return "\n\n".join(parts)
+
+    def _top(self) -> list[Scored]:
+        """The best `history` prompts so far (ties keep the earlier one)."""
+        ranked = sorted(range(len(self.history)), key=lambda i: (-self.history[i].score, i))
+        return [self.history[i] for i in ranked[: self.history_size]]
+
+    def _exemplars(self, context: SearchContext, subset: Sequence[Case]) -> list[Case]:
+        """Training cases to show, drawn fresh each step: failing ones of the best prompt first."""
+        best = max(self.history, key=lambda s: s.score)
+        results = context.scorer.score(best.candidate_id or context.incumbent.id, best.prompt, subset,
+                                       label="opro exemplars") if best.candidate_id is not None else {}
+        failing = [c for c in subset if c.id in results and not results[c.id].passed]
+        passing = [c for c in subset if c not in failing]
+        chosen: list[Case] = []
+        for pool in (failing, passing):
+            order = context.rng.permutation(len(pool))
+            for i in order:
+                if len(chosen) < self.exemplars:
+                    chosen.append(pool[int(i)])
+        return chosen
+
+    def _training_subset(self, context: SearchContext) -> list[Case]:
+        """One stratified training subset, fixed for the whole run so scores are comparable across steps."""
+        if self._subset is None:
+            by_tool: dict[str, list[Case]] = defaultdict(list)
+            for case in context.train:
+                by_tool[case.expected.name].append(case)
+            share = min(1.0, self.train_sample / max(len(context.train), 1))
+            subset: list[Case] = []
+            for tool in sorted(by_tool):
+                group = by_tool[tool]
+                count = min(len(group), max(1, int(round(share * len(group)))))
+                picks = context.rng.choice(len(group), size=count, replace=False)
+                subset.extend(group[int(i)] for i in sorted(picks))
+            self._subset = subset
+        return self._subset

@@ -1,0 +1,140 @@
+"""OPRO's mechanics with a scripted optimizer model and a scripted task model, on a real SQLite store."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from promptopt.case import Case, ToolCall
+from promptopt.evaluators.tool_call import ToolCallEvaluator
+from promptopt.models.base import CallRecord, Completion, Routed
+from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.opro import OproStrategy, extract_prompt
+from promptopt.tasks.tool_routing import ToolRoutingTask
+
+TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")
+TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+         for n in TOOL_NAMES]
+PROTECTED = "<!-- protected -->\nNo medical advice.\n<!-- /protected -->"
+SEED = f"You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n{PROTECTED}\n"
+PAIR = re.compile(r"text:\n(.*?)\nscore:\n(\S+)", re.S)
+
+
+def prompt_with(rules: int, variant: int = 0) -> str:
+    """A valid prompt that teaches the first `rules` tools (the scripted router rewards exactly that)."""
+    lines = [f"{name} handles its own requests." for name in TOOL_NAMES[:rules]]
+    return f"Variant {variant}. You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n" + "\n".join(lines) + \
+        f"\n{PROTECTED}\n"
+
+
+class RuleRouter:
+    """Routes a case right when the prompt has a `TOOL handles` rule for its tool, else says none; records
+    every prompt it was asked to run."""
+
+    name = "scripted-task"
+
+    def __init__(self, cases: list[Case]) -> None:
+        self.expected = {c.query: c.expected.name for c in cases}
+        self.prompts: set[str] = set()
+
+    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+        self.prompts.add(system_prompt)
+        out = []
+        for conversation in conversations:
+            tool = self.expected[conversation[-1]["content"]]
+            name = tool if f"{tool} handles" in system_prompt else "none"
+            out.append(Routed(ToolCall(name), CallRecord("task", self.name, 10, 1, 0.0)))
+        return out
+
+
+class ScriptedOptimizer:
+    """Replies from a script, one list of replies per step; records the meta-prompts it was shown."""
+
+    name = "scripted-optimizer"
+
+    def __init__(self, script: list[list[str]]) -> None:
+        self.script = script
+        self.meta_prompts: list[str] = []
+
+    def generate_many(self, requests, temperature=1.0, max_tokens=512, role="optimizer"):
+        self.meta_prompts.append(requests[0][0]["content"])
+        replies = self.script[len(self.meta_prompts) - 1]
+        assert len(replies) == len(requests)
+        return [Completion(text=reply, record=CallRecord(role, self.name, 100, 50, 0.0)) for reply in replies]
+
+
+def wrap(prompt: str) -> str:
+    return f"Here is my prompt:\n<PROMPT>{prompt}</PROMPT>\nHope it helps."
+
+
+@pytest.fixture
+def cases(store):
+    made = []
+    for i in range(120):
+        tool = [*TOOL_NAMES, "none"][i % 5]
+        made.append(Case(query=f"request {i} about {tool}", expected=ToolCall(tool), label="bad"))
+    return store.cases(store.import_cases(made).case_ids)
+
+
+def test_opro_meta_prompt_history_filtering_and_winner(store, cases):
+    invalid = SEED.replace("No medical advice.", "Anything goes.")
+    dropped_tool = prompt_with(2).replace("manage_cart", "the cart")
+    script = [
+        # step 1: a duplicate pair, a copy of the seed, an edited protected region, a dropped tool, and 3 new
+        [wrap(prompt_with(1)), wrap(prompt_with(1)), wrap(SEED), wrap(invalid), wrap(dropped_tool),
+         wrap(prompt_with(2)), wrap(prompt_with(0, 1)), "no tags at all, just prose"],
+        # steps 2 to 5: eight new prompts each, getting better
+        [wrap(prompt_with(2, v)) for v in range(2, 10)],
+        [wrap(prompt_with(3, v)) for v in range(10, 18)],
+        [wrap(prompt_with(3, v)) for v in range(18, 26)],
+        [wrap(prompt_with(4, v)) for v in range(26, 34)],
+    ]
+    optimizer = ScriptedOptimizer(script)
+    router = RuleRouter(cases)
+    strategy = OproStrategy(train_sample=30)
+    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, router, strategy,
+                              ToolCallEvaluator(), RunConfig(steps=5, max_broken=0), optimizer_model=optimizer)
+
+    # meta-prompts: at most 20 pairs, sorted ascending, integer scores in 0..100, exemplars shown
+    assert len(optimizer.meta_prompts) == 5
+    for meta in optimizer.meta_prompts:
+        pairs = PAIR.findall(meta)
+        scores = [int(score) for _, score in pairs]
+        assert 1 <= len(pairs) <= 20
+        assert scores == sorted(scores) and all(0 <= s <= 100 for s in scores)
+        assert meta.count("Request: request ") == 3 and "Right tool: " in meta
+        assert PROTECTED in meta and "<PROMPT>" in meta
+    assert [len(PAIR.findall(meta)) for meta in optimizer.meta_prompts] == [1, 4, 12, 20, 20]  # 28 known by step 5
+    best_shown = PAIR.findall(optimizer.meta_prompts[4])[-1]
+    assert best_shown[1] == "80" and "manage_cart handles" not in best_shown[0]  # the best so far comes last
+
+    # duplicates and invalid candidates never reach the task model
+    assert invalid not in router.prompts and dropped_tool not in router.prompts
+    stored = store.candidates(report["run_id"])
+    assert sum(c.status == "invalid" for c in stored) == 3
+    assert sum(c.prompt.strip() == prompt_with(1).strip() for c in stored) == 1
+    assert not any(c.prompt == SEED and c.operator == "opro" for c in stored)
+
+    # the best-scoring prompt wins, and each step keeps its meta-prompt and what became of the samples
+    winner = store.candidate(report["winner"]["candidate_id"])
+    assert winner.prompt.strip() == prompt_with(4, 26).strip()
+    assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
+    steps = store.steps(report["run_id"])
+    assert [s.details.get("meta_prompt") for s in steps[1:]] == optimizer.meta_prompts
+    assert steps[1].details["samples"] == {"samples": 8, "failed": 0, "duplicate": 2, "invalid": 3, "scored": 3}
+    assert report["model_calls"] >= 5 * 8
+
+
+def test_extract_prompt():
+    assert extract_prompt("blah <PROMPT> Be kind. </PROMPT> more") == "Be kind."
+    assert extract_prompt("<PROMPT>unterminated text") == "unterminated text"
+    assert extract_prompt("  plain reply ") == "plain reply"
+
+
+def test_chinese_meta_prompt(store, cases):
+    optimizer = ScriptedOptimizer([[wrap(prompt_with(1))]])
+    run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, RuleRouter(cases),
+                     OproStrategy(candidates=1, language="zh"), ToolCallEvaluator(), RunConfig(steps=1),
+                     optimizer_model=optimizer)
+    meta = optimizer.meta_prompts[0]
+    assert "系统提示词" in meta and "得分：" in meta and "正确工具：" in meta
