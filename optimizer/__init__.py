@@ -4,11 +4,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from promptopt.optimizer.apo import ApoStrategy
 from promptopt.optimizer.demos import DemosStrategy
 from promptopt.optimizer.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
-STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy}
+STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy}
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
@@ -16,6 +17,13 @@ def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
     return STRATEGIES[name](**(options or {}))
+
+
+def default_steps(name: str) -> int:
+    """Steps (rounds) a strategy runs when the user does not say: its own `default_steps`, else one."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    return int(getattr(STRATEGIES[name], "default_steps", 1))
 
 
 def strategy_parameters(name: str) -> set[str]:

@@ -48,6 +48,7 @@ class Scorer:
     def score(self, candidate_id: int, prompt: str, cases: Sequence[Case], label: str = "",
               charge: bool = True) -> dict[int, CaseResult]:
         """Results for `cases` under `prompt`, keyed by case id. `charge=False` is for the final report only."""
+        cases = list({c.id: c for c in cases}.values())
         todo = [c for c in cases if (prompt, c.id) not in self._cache]
         if todo and charge:
             self.budget.charge(len(todo))

@@ -10,7 +10,7 @@ from promptopt.config import load_config
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
-from promptopt.optimizer import make_strategy
+from promptopt.optimizer import default_steps, make_strategy
 from promptopt.optimizer.estimate import Estimate, estimate_run
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import split_cases
@@ -93,7 +93,7 @@ def optimize(
     prompt: str | Path | None = None,
     tools: str | Path | None = None,
     strategy: str = "demos",
-    steps: int = RunConfig.steps,
+    steps: int | None = None,
     seed: int = RunConfig.seed,
     model: str | ModelBackend | None = None,
     base_url: str | None = None,
@@ -121,6 +121,7 @@ def optimize(
     SQLite file in `~/.promptopt`). `model` / `optimizer_model` name the task and optimizer models
     (`embedded`, the default, is the local SmolLM2; any other name, or a `base_url`, is an OpenAI-compatible
     endpoint), or are backends you built. Everything is recorded in the store under the returned `run_id`."""
+    steps = steps if steps is not None else default_steps(strategy)
     values = dict(steps=steps, seed=seed, concurrency=concurrency, max_calls=max_calls, max_seconds=max_seconds,
                   max_tokens=max_tokens, max_usd=max_usd, max_broken=max_broken, alpha=alpha,
                   fill_arguments=fill_arguments, strategy_options=strategy_options)
@@ -155,7 +156,7 @@ def estimate(
     prompt: str | Path | None = None,
     tools: str | Path | None = None,
     strategy: str = "demos",
-    steps: int = RunConfig.steps,
+    steps: int | None = None,
     seed: int = RunConfig.seed,
     model: str | None = None,
     base_url: str | None = None,
@@ -164,6 +165,7 @@ def estimate(
 ) -> Estimate:
     """Expected task-model calls, tokens and dollars of the same `optimize` call, without calling any model or
     writing to the store (case files are still validated)."""
+    steps = steps if steps is not None else default_steps(strategy)
     values = dict(steps=steps, seed=seed, strategy_options=strategy_options)
     setup = _setup(task, cases, prompt, tools, strategy, model, base_url, None, None, None, None, config_file, values,
                    require_key=False)

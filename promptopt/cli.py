@@ -13,6 +13,7 @@ from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer import STRATEGIES, strategy_parameters
 from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.bandits import ALGORITHMS as BANDITS
 from promptopt.optimizer.opro import META_TEXT, OproStrategy
 from promptopt.optimizer.loop import RunConfig
 from promptopt.runs.case_import import CaseFileError
@@ -61,7 +62,8 @@ def main() -> None:
               help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="demos", show_default=True,
               help="Search strategy.")
-@click.option("--steps", type=click.IntRange(1), default=RunConfig.steps, show_default=True, help="Search steps (rounds).")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="Search steps (APO: rounds) [default: the strategy's: demos 1, opro 1, apo 6].")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True, help="Random seed for splits and sampling.")
 @click.option("--model", default=None,
               help="Task model (the one whose prompt is optimized): 'embedded' (local SmolLM2, the default) or any "
@@ -110,6 +112,25 @@ def main() -> None:
               help=f"opro: training cases shown in the meta-prompt [default: {OproStrategy().exemplars}].")
 @click.option("--temperature", type=click.FloatRange(0), default=None,
               help=f"opro: sampling temperature of the optimizer model [default: {OproStrategy().temperature}].")
+@click.option("--beam-width", type=click.IntRange(1), default=None, help="apo: prompts kept per round [default: 4].")
+@click.option("--minibatch", type=click.IntRange(1), default=None,
+              help="apo: training cases each beam prompt is scored on to find its failures [default: 64].")
+@click.option("--gradients", type=click.IntRange(1), default=None,
+              help="apo: textual gradients per beam prompt [default: 4].")
+@click.option("--error-sample", type=click.IntRange(1), default=None,
+              help="apo: failures shown to each gradient call [default: 4].")
+@click.option("--paraphrases", type=click.IntRange(0), default=None,
+              help="apo: Monte-Carlo paraphrases per edit [default: 2].")
+@click.option("--max-successors", type=click.IntRange(1), default=None,
+              help="apo: successors kept per parent [default: 8].")
+@click.option("--bandit", type=click.Choice(BANDITS), default=None,
+              help="apo: best-arm algorithm choosing the next beam [default: ucb].")
+@click.option("--exploration", type=click.FloatRange(0), default=None,
+              help="apo: UCB exploration constant c [default: 2.0].")
+@click.option("--eval-budget", type=click.IntRange(1), default=None,
+              help="apo: bandit pulls per round [default: 64].")
+@click.option("--pull-size", type=click.IntRange(1), default=None,
+              help="apo: training cases one pull scores [default: 32].")
 @click.option("--language", type=click.Choice(sorted(META_TEXT)), default=None,
               help="Language of the task, used for the optimizer model's instructions [default: en].")
 @click.option("--db", default=None, help=DB_HELP)
@@ -120,7 +141,8 @@ def main() -> None:
 def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, api_key, optimizer_model,
         optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls, budget_tokens,
         budget_usd, budget_seconds, max_broken, alpha, arguments, n_demos, candidates, train_sample, history,
-        exemplars, temperature, language, db, estimate, as_json, quiet) -> None:
+        exemplars, temperature, beam_width, minibatch, gradients, error_sample, paraphrases, max_successors, bandit,
+        exploration, eval_budget, pull_size, language, db, estimate, as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -132,7 +154,10 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
     from promptopt.api import optimize
 
     given = {"n_demos": n_demos, "candidates": candidates, "train_sample": train_sample, "history": history,
-             "exemplars": exemplars, "temperature": temperature, "language": language}
+             "exemplars": exemplars, "temperature": temperature, "beam_width": beam_width, "minibatch": minibatch,
+             "gradients": gradients, "error_sample": error_sample, "paraphrases": paraphrases,
+             "max_successors": max_successors, "bandit": bandit, "exploration": exploration,
+             "eval_budget": eval_budget, "pull_size": pull_size, "language": language}
     options = {name: value for name, value in given.items() if value is not None}
     accepted = strategy_parameters(strategy)
     if "language" not in accepted:

@@ -101,3 +101,20 @@ def test_opro_run_with_the_served_model_as_optimizer(server, tmp_path, small_cas
     opro = [c for c in store.candidates(result.run_id) if c.operator == "opro"]
     assert all(c.details["raw_reply"] for c in opro)
     assert all(c.status == "invalid" and c.rejection for c in opro if c.status != "rejected")
+
+
+def test_apo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    result = optimize(cases=[small_case_file], strategy="apo", optimizer_model="embedded",
+                      optimizer_base_url=server.base_url, db=db, steps=1, beam_width=1, minibatch=8, gradients=1,
+                      error_sample=2, paraphrases=1, max_successors=2, eval_budget=3, pull_size=4, reply_tokens=40)
+    assert result.report["status"] == "finished"
+    store = Store(db)
+    (step,) = [s for s in store.steps(result.run_id) if s.step == 1]
+    assert step.details["apo"]["gradients"] == 1 and "apo:" in step.message
+    successors = [c for c in store.candidates(result.run_id) if c.operator.startswith("apo")]
+    assert successors
+    for candidate in successors:
+        assert candidate.details["gradient"] and candidate.details["parent"] == result.report["seed"]["candidate_id"]
+        assert candidate.parent_ids == [candidate.details["parent"]]
+    assert sum(step.details["bandit"]["pulls"]) <= 3

@@ -1,0 +1,201 @@
+"""APO / ProTeGi (Pryzant et al. 2023, "Automatic Prompt Optimization with Gradient Descent and Beam Search").
+
+Each round, for every prompt in the beam: score it on a minibatch of `minibatch` training cases; from its
+failures, ask the optimizer model for `gradients` textual gradients (each call sees its own sample of
+`error_sample` failures and says why the prompt gets them wrong); for each gradient, one edited prompt that
+fixes it; for each edit, `paraphrases` Monte-Carlo paraphrases; keep at most `max_successors` successors per
+parent. Invalid successors (protected region edited, a tool dropped, too long) are discarded before any
+evaluation. The next beam of `beam_width` is chosen among parents and successors by a best-arm bandit
+(`promptopt.optimizer.bandits`; UCB by default) that spends at most `eval_budget` pulls, a pull scoring one arm
+on `pull_size` random training cases. Every successor stores its lineage: parent, gradient, the failures the
+gradient was drawn from, and whether it is an edit or a paraphrase. Defaults follow the paper.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from promptopt.case import Case
+from promptopt.optimizer.bandits import ALGORITHMS, select_arms
+from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.optimizer.scorer import CaseResult
+from promptopt.optimizer.strategy import Proposal, SearchContext
+
+START, END = "<START>", "<END>"
+
+GRADIENT_REQUEST = (
+    "I am writing the system prompt of an assistant that reads each user request and calls one of these tools, "
+    "or none when no tool fits: {tools}.\n\nMy current prompt is:\n\"{prompt}\"\n\n"
+    "With it, the assistant gets these requests wrong:\n{errors}\n\n"
+    "Give one reason why the prompt could have led to these mistakes. Wrap the reason in {start} and {end}."
+)
+EDIT_REQUEST = (
+    "I am writing the system prompt of an assistant that reads each user request and calls one of these tools, "
+    "or none when no tool fits: {tools}.\n\nMy current prompt is:\n\"{prompt}\"\n\n"
+    "With it, the assistant gets these requests wrong:\n{errors}\n\n"
+    "The reason is: {gradient}\n\n"
+    "Based on this, write an improved prompt that fixes these mistakes. Keep every tool name, and copy this "
+    "protected section unchanged, markers included:\n{protected}\n\nWrap the new prompt in {start} and {end}."
+)
+PARAPHRASE_REQUEST = (
+    "Write a variation of the following system prompt that keeps its meaning. Keep every tool name, and copy "
+    "this protected section unchanged, markers included:\n{protected}\n\n"
+    "Prompt:\n{prompt}\n\nWrap the variation in {start} and {end}."
+)
+
+
+def between_tags(text: str) -> list[str]:
+    """The pieces of `text` between <START> and <END> (an unterminated last piece counts); none: the text."""
+    pieces = re.findall(re.escape(START) + r"(.*?)(?:" + re.escape(END) + r"|$)", text, re.S)
+    found = [p.strip() for p in pieces if p.strip()]
+    return found or ([text.strip()] if text.strip() else [])
+
+
+def render_errors(cases: Sequence[Case], results: dict[int, CaseResult]) -> str:
+    """Failures as the optimizer model reads them: conversation, what was chosen, what was right."""
+    blocks = []
+    for case in cases:
+        lines = [f"{m['role']}: {m.get('content') or ''}" for m in case.context]
+        lines.append(f"user: {case.query}")
+        lines.append(f"chosen: {results[case.id].output.name}; right: {case.expected.name}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+class ApoStrategy:
+    """ProTeGi's expansion and bandit selection (see the module docstring)."""
+
+    name = "apo"
+    default_steps = 6
+
+    def __init__(self, beam_width: int = 4, minibatch: int = 64, gradients: int = 4, error_sample: int = 4,
+                 paraphrases: int = 2, max_successors: int = 8, bandit: str = "ucb", exploration: float = 2.0,
+                 eval_budget: int = 64, pull_size: int = 32, temperature: float = 0.0,
+                 reply_tokens: int = 1024) -> None:
+        if bandit not in ALGORITHMS:
+            raise ValueError(f"bandit must be one of {', '.join(ALGORITHMS)}")
+        if eval_budget < beam_width * (max_successors + 1):
+            raise ValueError(f"an evaluation budget of {eval_budget} pulls cannot pull each of up to "
+                             f"{beam_width * (max_successors + 1)} arms (beam width x (successors + 1)) once")
+        self.beam_width = beam_width
+        self.minibatch = minibatch
+        self.gradients = gradients
+        self.error_sample = error_sample
+        self.paraphrases = paraphrases
+        self.max_successors = max_successors
+        self.bandit = bandit
+        self.exploration = exploration
+        self.eval_budget = eval_budget
+        self.pull_size = pull_size
+        self.temperature = temperature
+        self.reply_tokens = reply_tokens
+        self.beam: list[Candidate] = []
+
+    def expected_calls(self, n_train: int, steps: int) -> int:
+        """Per round: each beam member on its minibatch, and the bandit's pulls (an upper bound)."""
+        return steps * (self.beam_width * min(self.minibatch, n_train) + self.eval_budget * self.pull_size)
+
+    def propose(self, context: SearchContext, step: int) -> list[Proposal]:
+        if not self.beam:
+            self.beam = [context.incumbent]
+        successors: list[Candidate] = []
+        counts = {"parents": len(self.beam), "gradients": 0, "edits": 0, "paraphrases": 0, "invalid": 0,
+                  "duplicates": 0, "successors": 0}
+        seen = {" ".join(c.prompt.split()) for c in self.beam}
+        for parent in self.beam:
+            for candidate in self._expand(context, parent, step, counts)[: self.max_successors]:
+                key = " ".join(candidate.prompt.split())
+                if key in seen:
+                    counts["duplicates"] += 1
+                    continue
+                seen.add(key)
+                if context.register(candidate, step) is None:
+                    counts["invalid"] += 1
+                    continue
+                successors.append(candidate)
+        counts["successors"] = len(successors)
+        arms = [*self.beam, *successors]
+        results: list[dict[int, CaseResult]] = [{} for _ in arms]
+        pools = [list(context.rng.permutation(len(context.train))) for _ in arms]
+
+        def pull(arm: int) -> float:
+            if len(pools[arm]) < self.pull_size:
+                left = set(pools[arm])
+                pools[arm].extend(i for i in context.rng.permutation(len(context.train)) if i not in left)
+            batch = [context.train[int(i)] for i in pools[arm][: self.pull_size]]
+            del pools[arm][: self.pull_size]
+            scored = context.scorer.score(arms[arm].id, arms[arm].prompt, batch, label=f"step {step} apo pull")
+            results[arm].update(scored)
+            return float(np.mean([scored[c.id].passed for c in batch]))
+
+        selection = select_arms(self.bandit, pull, len(arms), self.eval_budget, min(self.beam_width, len(arms)),
+                                self.exploration)
+        self.beam = [arms[i] for i in selection.chosen]
+        context.notes["apo"] = counts
+        context.notes["bandit"] = {"algorithm": self.bandit, "pulls": selection.pulls.tolist(),
+                                   "means": [round(float(m), 4) for m in selection.means],
+                                   "arms": [a.id for a in arms], "beam": [a.id for a in self.beam]}
+        context.notes["summary"] = (
+            f"apo: {counts['parents']} parent(s), {counts['gradients']} gradients, {counts['edits']} edits, "
+            f"{counts['paraphrases']} paraphrases; {counts['successors']} successors kept, {counts['invalid']} "
+            f"invalid, {counts['duplicates']} duplicates; {self.bandit} spent {selection.spent} pulls")
+        return [Proposal(arms[i], results[i]) for i in selection.chosen if arms[i].id != context.incumbent.id]
+
+    def _expand(self, context: SearchContext, parent: Candidate, step: int, counts: dict[str, int]) -> list[Candidate]:
+        """Gradients from the parent's failures, an edit per gradient, paraphrases per edit."""
+        order = context.rng.permutation(len(context.train))[: self.minibatch]
+        minibatch = [context.train[int(i)] for i in order]
+        scored = context.scorer.score(parent.id, parent.prompt, minibatch, label=f"step {step} apo minibatch")
+        failures = [c for c in minibatch if not scored[c.id].passed]
+        if not failures:
+            return []
+        tools = ", ".join(context.tool_names)
+        protected = "\n".join(protected_regions(context.seed_prompt)) or "(none)"
+        samples = []
+        for _ in range(self.gradients):
+            picks = context.rng.choice(len(failures), size=min(self.error_sample, len(failures)), replace=False)
+            samples.append([failures[int(i)] for i in picks])
+        replies = context.ask_optimizer(
+            [[{"role": "user", "content": GRADIENT_REQUEST.format(
+                tools=tools, prompt=parent.prompt, errors=render_errors(errors, scored), start=START, end=END)}]
+             for errors in samples], self.temperature, self.reply_tokens)
+        gradients = [(errors, (between_tags(r.text) or [""])[0]) for errors, r in zip(samples, replies) if not r.error]
+        gradients = [(errors, g) for errors, g in gradients if g]
+        counts["gradients"] += len(gradients)
+        if not gradients:
+            return []
+        edits = context.ask_optimizer(
+            [[{"role": "user", "content": EDIT_REQUEST.format(
+                tools=tools, prompt=parent.prompt, errors=render_errors(errors, scored), gradient=gradient,
+                protected=protected, start=START, end=END)}] for errors, gradient in gradients],
+            self.temperature, self.reply_tokens)
+        lineage = {"parent": parent.id, "step": step}
+        successors = []
+        for (errors, gradient), reply in zip(gradients, edits):
+            if reply.error or not between_tags(reply.text):
+                continue
+            details = {**lineage, "gradient": gradient, "error_case_ids": [c.id for c in errors],
+                       "kind": "edit"}
+            successors.append(Candidate(prompt=between_tags(reply.text)[0], operator="apo-edit",
+                                        parent_ids=[parent.id] if parent.id is not None else [],
+                                        rationale=gradient, details=details))
+        counts["edits"] += len(successors)
+        if self.paraphrases and successors:
+            requests = [[{"role": "user", "content": PARAPHRASE_REQUEST.format(
+                protected=protected, prompt=edit.prompt, start=START, end=END)}]
+                for edit in successors for _ in range(self.paraphrases)]
+            replies = context.ask_optimizer(requests, max(self.temperature, 0.7), self.reply_tokens)
+            edits_list = [edit for edit in successors for _ in range(self.paraphrases)]
+            for edit, reply in zip(edits_list, replies):
+                if reply.error or not between_tags(reply.text):
+                    continue
+                counts["paraphrases"] += 1
+                successors.append(Candidate(
+                    prompt=between_tags(reply.text)[0], operator="apo-paraphrase", parent_ids=list(edit.parent_ids),
+                    rationale=edit.rationale, details={**edit.details, "kind": "paraphrase"}))
+        if len(successors) > self.max_successors:
+            keep = sorted(context.rng.choice(len(successors), size=self.max_successors, replace=False))
+            successors = [successors[int(i)] for i in keep]
+        return successors
