@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import Case, ToolCall
@@ -60,6 +61,19 @@ def parse_judgement(text: str) -> tuple[float, str] | None:
     if score is not None:
         return score, rationale
     return None
+
+
+def load_rubric(rubric: str | Path | None) -> str | None:
+    """The rubric text: the contents of `rubric` when it names an existing file, else `rubric` itself."""
+    if rubric is None:
+        return None
+    path = Path(rubric)
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    return str(rubric)
 
 
 def describe(call: ToolCall) -> str:

@@ -19,7 +19,11 @@ ENTRY_POINT_GROUP = "promptopt.evaluators"
 BUILT_IN = "built-in"
 
 
-class UnknownEvaluator(ValueError):
+class EvaluatorError(ValueError):
+    """Evaluators that cannot be built as asked (a bad weight, a name given twice, weights with all-must-pass)."""
+
+
+class UnknownEvaluator(EvaluatorError):
     """An evaluator name that is neither built in nor registered by an installed plugin."""
 
 
@@ -109,9 +113,9 @@ def parse_spec(spec: str) -> tuple[str, float | None]:
             try:
                 value = float(weight)
             except ValueError:
-                raise ValueError(f"evaluator {spec!r}: the weight after {separator!r} must be a number") from None
+                raise EvaluatorError(f"evaluator {spec!r}: the weight after {separator!r} must be a number") from None
             if value <= 0:
-                raise ValueError(f"evaluator {spec!r}: the weight must be positive")
+                raise EvaluatorError(f"evaluator {spec!r}: the weight must be positive")
             return name.strip(), value
     return spec.strip(), None
 
@@ -134,13 +138,14 @@ def build_evaluator(items: Sequence[Any] | None, settings: EvaluatorSettings | N
         else:
             evaluator = as_evaluator(item)
         if weight is not None and all_must_pass:
-            raise ValueError("weights have no meaning when all evaluators must pass; drop them or the flag")
+            raise EvaluatorError("weights have no meaning when all evaluators must pass; drop them or the flag")
         weighted.append((evaluator, 1.0 if weight is None else float(weight)))
-    if all_must_pass:
-        return AllMustPass([evaluator for evaluator, _ in weighted])
-    if len(weighted) == 1:
+    if len(weighted) == 1 and not all_must_pass:
         return weighted[0][0]
-    return WeightedEvaluator(weighted)
+    try:
+        return AllMustPass([e for e, _ in weighted]) if all_must_pass else WeightedEvaluator(weighted)
+    except ValueError as error:
+        raise EvaluatorError(str(error)) from None
 
 
 def _plugin_builder(entry: metadata.EntryPoint) -> Callable[[EvaluatorSettings], Evaluator]:
