@@ -45,6 +45,8 @@ class RunConfig:
     max_broken: int = 2
     alpha: float | None = None
     fill_arguments: bool = False
+    evaluator: str = "tool_call"
+    judge_model: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
     strategy_options: dict[str, Any] = field(default_factory=dict)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from promptopt.case import Case, ToolCall
-from promptopt.evaluators.base import Evaluator
-from promptopt.models.base import ModelBackend, Routed
+from promptopt.evaluators.base import Evaluator, component_names, evaluate_all, model_calls_per_case
+from promptopt.models.base import CallRecord, ModelBackend, Routed
 from promptopt.optimizer.budget import Budget
 from promptopt.runs.store import EvaluationRecord, Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
@@ -29,6 +29,8 @@ class CaseResult:
     passed: bool
     feedback: str
     error: str = ""
+    scores: dict[str, float] | None = None
+    """Each component evaluator's value, by name (a single evaluator: its own name)."""
 
 
 Progress = Callable[[str], None]
@@ -51,7 +53,8 @@ class Scorer:
         cases = list({c.id: c for c in cases}.values())
         todo = [c for c in cases if (prompt, c.id) not in self._cache]
         if todo and charge:
-            self.budget.charge(len(todo))
+            # a judge's calls are reserved with the task model's, before any is made
+            self.budget.charge(len(todo) * (1 + model_calls_per_case(self.evaluator)))
         size = max(CHUNK, CALLS_PER_SLOT * getattr(self.model, "concurrency", 1))
         chunks = [todo[start:start + size] for start in range(0, len(todo), size)]
         done = 0
@@ -63,36 +66,41 @@ class Scorer:
                 routed = pending.pop(0).result()
                 if index + 2 < len(chunks):
                     pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
-                self._record(prompt, chunk, routed, label)
+                calls = [r.record for r in routed] + self._record(prompt, chunk, routed, label)
                 if charge:
-                    self.budget.spend(r.record for r in routed)
-                self._save(candidate_id, prompt, chunk, [r.record for r in routed])
+                    self.budget.spend(calls)
+                self._save(candidate_id, prompt, chunk, calls)
                 done += len(chunk)
                 self.progress(f"{label} {done}/{len(todo)} cases".strip())
         self._save(candidate_id, prompt, [c for c in cases if (candidate_id, c.id) not in self._stored], [])
         return {c.id: self._cache[(prompt, c.id)] for c in cases}
 
-    def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> None:
-        """Evaluate a chunk's answers into the cache; a failed call is a failed evaluation, said out loud."""
+    def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> list[CallRecord]:
+        """Evaluate a chunk's answers into the cache (in one batch where the evaluator can); a failed call is a
+        failed evaluation, said out loud. Returns the model calls the evaluator made (a judge's)."""
+        answered = [(case, answer) for case, answer in zip(chunk, routed) if not answer.error]
+        scores = evaluate_all(self.evaluator, [c for c, _ in answered], [a.call for _, a in answered])
+        for (case, answer), score in zip(answered, scores):
+            self._cache[(prompt, case.id)] = CaseResult(case.id, answer.call, score.value, score.passed,
+                                                        score.feedback,
+                                                        scores=dict(score.parts or {self.evaluator.name: score.value}))
         for case, answer in zip(chunk, routed):
             if answer.error:
-                result = CaseResult(case.id, answer.call, 0.0, False, f"model call failed: {answer.error}",
-                                    answer.error)
-            else:
-                score = self.evaluator(case, answer.call)
-                result = CaseResult(case.id, answer.call, score.value, score.passed, score.feedback)
-            self._cache[(prompt, case.id)] = result
+                self._cache[(prompt, case.id)] = CaseResult(
+                    case.id, answer.call, 0.0, False, f"model call failed: {answer.error}", answer.error,
+                    scores={name: 0.0 for name in component_names(self.evaluator)})
         failed = [answer.error for answer in routed if answer.error]
         if failed:
             self.progress(f"{label}: {len(failed)} model call(s) failed after retries; counted as wrong, "
                           f"first error: {failed[0]}")
+        return [call for score in scores for call in score.calls]
 
     def _save(self, candidate_id: int, prompt: str, cases: Sequence[Case], calls: list) -> None:
         if not cases and not calls:
             return
         records = [
             EvaluationRecord(case_id=c.id, output=r.output, score=r.score, passed=r.passed, feedback=r.feedback,
-                             evaluator=self.evaluator.name, error=r.error)
+                             evaluator=self.evaluator.name, error=r.error, scores=r.scores)
             for c in cases
             for r in [self._cache[(prompt, c.id)]]
         ]

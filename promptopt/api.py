@@ -7,7 +7,9 @@ from typing import Any, Callable, Sequence
 
 from promptopt.case import Case
 from promptopt.config import load_config
-from promptopt.evaluators.tool_call import ToolCallEvaluator
+from promptopt.evaluators.base import Evaluator
+from promptopt.evaluators.judge import load_rubric
+from promptopt.evaluators.registry import EvaluatorSettings, build_evaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.optimizer import default_steps, make_strategy
@@ -112,6 +114,13 @@ def optimize(
     max_broken: int = RunConfig.max_broken,
     alpha: float | None = None,
     fill_arguments: bool = False,
+    evaluators: Sequence[Any] | None = None,
+    all_must_pass: bool = False,
+    pattern: str | None = None,
+    rubric: str | Path | None = None,
+    judge_model: str | ModelBackend | None = None,
+    judge_base_url: str | None = None,
+    judge_api_key: str | None = None,
     progress: Callable[[str], None] | None = None,
     **strategy_options: Any,
 ) -> RunResult:
@@ -120,7 +129,12 @@ def optimize(
     `prompt` and `tools` are files (default: the bundled task's); `db` is a SQLAlchemy URL (default: the
     SQLite file in `~/.promptopt`). `model` / `optimizer_model` name the task and optimizer models
     (`embedded`, the default, is the local SmolLM2; any other name, or a `base_url`, is an OpenAI-compatible
-    endpoint), or are backends you built. Everything is recorded in the store under the returned `run_id`."""
+    endpoint), or are backends you built. `evaluators` lists what scores each output: names of built-ins or
+    plugins (`"judge=0.5"` gives a weight), evaluator objects, plain callables `(case, output) -> Score | float |
+    bool`, or (evaluator, weight) pairs; several are averaged by weight, or must all pass with `all_must_pass`.
+    `pattern` is the text evaluators' reference, `rubric` (text or a file) the judge's; `judge_model` (with
+    `judge_base_url`, `judge_api_key`) is resolved like `model`, or a backend. Everything is recorded in the
+    store under the returned `run_id`."""
     steps = steps if steps is not None else default_steps(strategy)
     values = dict(steps=steps, seed=seed, concurrency=concurrency, max_calls=max_calls, max_seconds=max_seconds,
                   max_tokens=max_tokens, max_usd=max_usd, max_broken=max_broken, alpha=alpha,
@@ -141,13 +155,40 @@ def optimize(
         optimizer_backend = load_model(setup.optimizer_settings, concurrency, cache, setup.prices)
     if not isinstance(model, (str, type(None))):
         config.model, config.base_url = backend.name, None
+    evaluator = _evaluator(setup, evaluators, all_must_pass, pattern, rubric, judge_model, judge_base_url,
+                           judge_api_key, fill_arguments, backend if isinstance(model, (str, type(None))) else None,
+                           concurrency, cache, config_file)
+    config.evaluator = evaluator.name
+    config.fill_arguments = fill_arguments or bool(getattr(evaluator, "needs_arguments", False))
     report = run_optimization(
-        store, TASKS[task](tools=setup.tools, fill_arguments=fill_arguments), setup.seed_prompt, stored, backend,
-        make_strategy(strategy, strategy_options), ToolCallEvaluator(check_arguments=fill_arguments), config,
-        progress, optimizer_backend,
+        store, TASKS[task](tools=setup.tools, fill_arguments=config.fill_arguments), setup.seed_prompt, stored,
+        backend, make_strategy(strategy, strategy_options), evaluator, config, progress, optimizer_backend,
     )
     winner = store.candidate(report["winner"]["candidate_id"])
     return RunResult(run_id=report["run_id"], report=report, best_prompt=winner.prompt, seed_prompt=setup.seed_prompt)
+
+
+def _evaluator(setup: _Setup, evaluators: Sequence[Any] | None, all_must_pass: bool, pattern: str | None,
+               rubric: str | Path | None, judge_model: str | ModelBackend | None, judge_base_url: str | None,
+               judge_api_key: str | None, fill_arguments: bool, task_backend: ModelBackend | None, concurrency: int,
+               cache: bool, config_file: str | Path | None) -> Evaluator:
+    """The run's evaluator; the judge's model is resolved like the task model's, only when a judge is used, and
+    shares the task model's backend when the settings are the same (`task_backend`: None when it was given)."""
+
+    def judge_backend() -> ModelBackend:
+        if judge_model is not None and not isinstance(judge_model, str):
+            setup.config.judge_model = judge_model.name
+            return judge_model
+        settings = resolve_model_settings("judge_model", judge_model, judge_base_url, judge_api_key,
+                                          load_config(config_file))
+        setup.config.judge_model = settings.model
+        if task_backend is not None and settings == setup.task_settings:
+            return task_backend
+        return load_model(settings, concurrency, cache, setup.prices)
+
+    settings = EvaluatorSettings(tools=setup.tools, check_arguments=fill_arguments, pattern=pattern,
+                                 rubric=load_rubric(rubric), judge_model=judge_backend)
+    return build_evaluator(evaluators, settings, all_must_pass)
 
 
 def estimate(

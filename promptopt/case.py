@@ -14,23 +14,29 @@ LABELS = ("bad", "good")
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One routing decision: a tool name (or `NO_TOOL`) and its arguments."""
+    """One routing decision: a tool name (or `NO_TOOL`), its arguments, and the assistant's reply text (if any)."""
 
     name: str = NO_TOOL
     arguments: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def is_none(self) -> bool:
         return self.name == NO_TOOL
 
     def to_json(self) -> dict[str, Any]:
-        return {"tool": None if self.is_none else self.name, "arguments": dict(self.arguments)}
+        """`{"tool", "arguments"}`, plus `"text"` only when there is reply text (so older hashes stay valid)."""
+        data: dict[str, Any] = {"tool": None if self.is_none else self.name, "arguments": dict(self.arguments)}
+        if self.text:
+            data["text"] = self.text
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> "ToolCall":
         if not data:
             return cls()
-        return cls(name=data.get("tool") or NO_TOOL, arguments=dict(data.get("arguments") or {}))
+        return cls(name=data.get("tool") or NO_TOOL, arguments=dict(data.get("arguments") or {}),
+                   text=data.get("text") or "")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from promptopt.config import ConfigFileError, default_db_url
+from promptopt.evaluators.registry import EvaluatorError
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer import STRATEGIES, strategy_parameters
@@ -99,6 +100,20 @@ def main() -> None:
               help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
 @click.option("--arguments/--no-arguments", default=False, show_default=True,
               help="Also generate and check tool arguments (slow on the embedded model).")
+@click.option("--evaluator", "evaluator_specs", multiple=True, metavar="NAME[=WEIGHT]",
+              help="What scores each output (repeatable): a built-in or plugin name, optionally weighted as NAME=0.5 "
+                   "or NAME:0.5; several are averaged by weight. See `promptopt evaluators list`. Default: tool_call.")
+@click.option("--all-must-pass", is_flag=True,
+              help="With several --evaluator: a case passes only if every evaluator passes (score: the lowest).")
+@click.option("--pattern", default=None,
+              help="exact / contains / regex: the reference text or regular expression for every case "
+                   "(default: each case's expected.text).")
+@click.option("--rubric", default=None, metavar="TEXT|FILE",
+              help="judge: the rubric, as text or a file holding it (default: right tool, arguments and reply).")
+@click.option("--judge-model", default=None,
+              help="judge: the model that judges; same choices as --model. Default: config file, then embedded.")
+@click.option("--judge-base-url", default=None, help="OpenAI-compatible endpoint of --judge-model.")
+@click.option("--judge-api-key", default=None, help="Key for --judge-base-url (like --api-key).")
 @click.option("--n-demos", type=click.IntRange(1), default=None,
               help=f"demos: examples per candidate prompt [default: {DemosStrategy().n_demos}].")
 @click.option("--candidates", type=click.IntRange(1), default=None,
@@ -140,7 +155,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, api_key, optimizer_model,
         optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls, budget_tokens,
-        budget_usd, budget_seconds, max_broken, alpha, arguments, n_demos, candidates, train_sample, history,
+        budget_usd, budget_seconds, max_broken, alpha, arguments, evaluator_specs, all_must_pass, pattern, rubric,
+        judge_model, judge_base_url, judge_api_key, n_demos, candidates, train_sample, history,
         exemplars, temperature, beam_width, minibatch, gradients, error_sample, paraphrases, max_successors, bandit,
         exploration, eval_budget, pull_size, language, db, estimate, as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
@@ -179,9 +195,14 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
                           optimizer_api_key=optimizer_api_key, concurrency=concurrency, cache=cache,
                           config_file=config_file, db=db, max_calls=budget_calls, max_seconds=budget_seconds,
                           max_tokens=budget_tokens, max_usd=budget_usd, max_broken=max_broken, alpha=alpha,
-                          fill_arguments=arguments, progress=_progress(quiet), **options)
+                          fill_arguments=arguments, evaluators=list(evaluator_specs) or None,
+                          all_must_pass=all_must_pass, pattern=pattern, rubric=rubric, judge_model=judge_model,
+                          judge_base_url=judge_base_url, judge_api_key=judge_api_key, progress=_progress(quiet),
+                          **options)
     except (CaseFileError, TaskFileError) as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
+    except EvaluatorError as error:
+        raise click.UsageError(str(error)) from None
     except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -193,6 +214,7 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
             **{k: report[k] for k in ("p_value", "fixed", "broken", "test_cases", "model_calls", "new_model_calls",
                                       "cache_hits", "failed_calls", "tokens_in", "tokens_out", "cost_usd",
                                       "candidates", "accepted")},
+            **({"evaluators": report["evaluators"]} if report.get("evaluators") else {}),
         }))
     else:
         click.echo(format_report(result.report))
@@ -333,6 +355,32 @@ def show_run(run_id, as_json, with_steps, db) -> None:
             for key, value in (step.details or {}).items():
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 click.echo(f"--- {key}\n{text}")
+
+
+@main.group()
+def evaluators() -> None:
+    """Evaluators that can score outputs: built-ins and installed plugins."""
+
+
+@evaluators.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, source, description}.")
+def list_evaluators(as_json) -> None:
+    """Name, source (built-in or the plugin's distribution) and a one-line description of each evaluator.
+
+    \b
+    Plugins register under the entry point group `promptopt.evaluators`; use them with --evaluator NAME.
+    """
+    from promptopt.evaluators.registry import available
+
+    found = available().values()
+    if as_json:
+        click.echo(json.dumps([{"name": e.name, "source": e.source, "description": e.description} for e in found],
+                              ensure_ascii=False))
+        return
+    width = max(len(e.name) for e in found)
+    source_width = max(len(e.source) for e in found)
+    for info in found:
+        click.echo(f"{info.name:{width}}  {info.source:{source_width}}  {info.description}")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
 MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
 CSV_COLUMNS = ("query", "context", "expected_tool", "expected_arguments", "actual_tool", "actual_arguments",
-               "label", "tags", "source")
+               "label", "tags", "source", "expected_text")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
         try:
             data["context"] = json.loads(row["context"]) if row.get("context") else []
             data["expected"] = {"tool": row.get("expected_tool") or None,
-                                "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {}}
+                                "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
+                                "text": row.get("expected_text") or ""}
             if row.get("actual_tool") or row.get("actual_arguments"):
                 data["actual"] = {"tool": row.get("actual_tool") or None,
                                   "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
@@ -166,6 +167,10 @@ class _Validator:
             return None
         tool = value.get("tool")
         arguments = value.get("arguments") or {}
+        text = value.get("text") or ""
+        if not isinstance(text, str):
+            problem(f"{field}.text", "must be a string (the assistant's expected reply)")
+            return None
         if tool is not None and not isinstance(tool, str):
             problem(f"{field}.tool", "must be a tool name or null")
             return None
@@ -181,4 +186,4 @@ class _Validator:
             if unknown:
                 problem(f"{field}.arguments", f"{name} has no parameter {', '.join(map(repr, unknown))}")
                 return None
-        return ToolCall(name=name, arguments=arguments)
+        return ToolCall(name=name, arguments=arguments, text=text)

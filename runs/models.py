@@ -25,6 +25,7 @@ class CaseRow(Base):
     context: Mapped[list[Any]] = mapped_column(JSON, default=list)
     expected_tool: Mapped[str] = mapped_column(String(128))
     expected_arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    expected_text: Mapped[str] = mapped_column(Text, default="")
     actual_tool: Mapped[str | None] = mapped_column(String(128), nullable=True)
     actual_arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     label: Mapped[str] = mapped_column(String(8))
@@ -86,10 +87,13 @@ class EvaluationRow(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     predicted_tool: Mapped[str] = mapped_column(String(128))
     predicted_arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    predicted_text: Mapped[str] = mapped_column(Text, default="")
     score: Mapped[float] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(Boolean)
     feedback: Mapped[str] = mapped_column(Text, default="")
     evaluator: Mapped[str] = mapped_column(String(64))
+    scores: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    """Each component evaluator's value (name -> score) when the evaluator is composed; NULL in older stores."""
     error: Mapped[str] = mapped_column(Text, default="")
 
 

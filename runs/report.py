@@ -41,6 +41,9 @@ def run_report(store: Store, run_id: str) -> dict[str, Any]:
             "ci95": [lo, hi],
             "val_accuracy": val_by_candidate.get(candidate_id),
         }
+    breakdown = evaluator_breakdown({"seed": [seed_eval[i] for i in scored], "winner": [winner_eval[i] for i in scored]})
+    if breakdown:
+        report["evaluators"] = breakdown
     fixed = [i for i in scored if winner_eval[i].passed and not seed_eval[i].passed]
     broken = [i for i in scored if seed_eval[i].passed and not winner_eval[i].passed]
     report.update(p_value=mcnemar_exact(len(fixed), len(broken)), fixed=len(fixed), broken=len(broken),
@@ -48,6 +51,22 @@ def run_report(store: Store, run_id: str) -> dict[str, Any]:
                   steps=[{"step": s.step, "incumbent_id": s.incumbent_id, "val_accuracy": s.val_accuracy,
                           "message": s.message} for s in steps])
     return report
+
+
+def evaluator_breakdown(evaluations: dict[str, list[Any]]) -> dict[str, dict[str, dict[str, float]]] | None:
+    """Per component evaluator and prompt: mean score and pass rate on the given evaluations; None when the
+    evaluations name fewer than two evaluators (nothing to break down)."""
+    names = list(dict.fromkeys(name for rows in evaluations.values() for row in rows for name in (row.scores or {})))
+    if len(names) < 2:
+        return None
+    breakdown: dict[str, dict[str, dict[str, float]]] = {}
+    for name in names:
+        breakdown[name] = {}
+        for key, rows in evaluations.items():
+            values = [row.scores[name] for row in rows if name in (row.scores or {})]
+            breakdown[name][key] = {"mean_score": sum(values) / len(values) if values else None,
+                                    "pass_rate": sum(v >= 1.0 for v in values) / len(values) if values else None}
+    return breakdown
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -71,6 +90,12 @@ def format_report(report: dict[str, Any]) -> str:
               f"{report['accepted']}; model calls {report['model_calls']} ({report['new_model_calls']} new, "
               f"{report['cache_hits']} from cache), tokens in {report['tokens_in']}, out {report['tokens_out']}, "
               f"spent ${report['cost_usd']:.4f}"]
+    if report.get("evaluators"):
+        lines += ["", f"{'per evaluator (test)':22}{'seed mean':>11}{'passed':>9}{'winner mean':>13}{'passed':>9}"]
+        for name, by_prompt in report["evaluators"].items():
+            seed, winner = by_prompt["seed"], by_prompt["winner"]
+            lines.append(f"{name[:22]:22}{_number(seed['mean_score']):>11}{pct(seed['pass_rate']):>9}"
+                         f"{_number(winner['mean_score']):>13}{pct(winner['pass_rate']):>9}")
     if report["failed_calls"]:
         lines.append(f"warning: {report['failed_calls']} model call(s) failed after their last retry; those "
                      "evaluations count as wrong (see `promptopt runs show --json`)")
@@ -80,3 +105,7 @@ def format_report(report: dict[str, Any]) -> str:
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         lines.append("no candidate passed acceptance; the seed prompt stays the winner")
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -54,6 +54,7 @@ class EvaluationRecord:
     feedback: str
     evaluator: str
     error: str = ""
+    scores: dict[str, float] | None = None
 
 
 class Store:
@@ -181,8 +182,9 @@ class Store:
             if records:
                 session.execute(insert(EvaluationRow), [
                     {"candidate_id": candidate_id, "case_id": r.case_id, "predicted_tool": r.output.name,
-                     "predicted_arguments": dict(r.output.arguments), "score": r.score, "passed": r.passed,
-                     "feedback": r.feedback, "evaluator": r.evaluator, "error": r.error}
+                     "predicted_arguments": dict(r.output.arguments), "predicted_text": r.output.text,
+                     "score": r.score, "passed": r.passed, "feedback": r.feedback, "evaluator": r.evaluator,
+                     "scores": r.scores, "error": r.error}
                     for r in records
                 ])
             if calls:
@@ -264,7 +266,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 def _case_row(case: Case, digest: str, imported_from: str) -> CaseRow:
     return CaseRow(
         content_hash=digest, query=case.query, context=list(case.context), expected_tool=case.expected.name,
-        expected_arguments=dict(case.expected.arguments),
+        expected_arguments=dict(case.expected.arguments), expected_text=case.expected.text,
         actual_tool=case.actual.name if case.actual else None,
         actual_arguments=dict(case.actual.arguments) if case.actual else None,
         label=case.label, tags=list(case.tags), source=case.source, imported_from=imported_from,
@@ -273,7 +275,8 @@ def _case_row(case: Case, digest: str, imported_from: str) -> CaseRow:
 
 def _case(row: CaseRow) -> Case:
     actual = ToolCall(row.actual_tool, row.actual_arguments or {}) if row.actual_tool is not None else None
-    return Case(query=row.query, expected=ToolCall(row.expected_tool, row.expected_arguments or {}),
+    expected = ToolCall(row.expected_tool, row.expected_arguments or {}, row.expected_text or "")
+    return Case(query=row.query, expected=expected,
                 context=tuple(row.context or ()), actual=actual, label=row.label, tags=tuple(row.tags or ()),
                 source=row.source, id=row.id)
 

@@ -109,7 +109,7 @@ class OpenAICompatibleModel:
         for reply in replies:
             call = ToolCall(NO_TOOL) if reply.error else self._tool_call(reply.message, names)
             if not fill_arguments:
-                call = ToolCall(call.name)
+                call = ToolCall(call.name, text=call.text)
             routed.append(Routed(call=call, record=reply.record, error=reply.error))
         return routed
 
@@ -172,10 +172,12 @@ class OpenAICompatibleModel:
     @staticmethod
     def _tool_call(message: dict[str, Any], names: set[str]) -> ToolCall:
         calls = message.get("tool_calls") or []
+        text = message.get("content") or ""
         if calls:
             function = calls[0].get("function") or {}
-            return ToolCall(function.get("name") or NO_TOOL, parse_json_object(function.get("arguments") or ""))
-        return parse_text_protocol(message.get("content") or "", names)
+            return ToolCall(function.get("name") or NO_TOOL, parse_json_object(function.get("arguments") or ""), text)
+        routed = parse_text_protocol(text, names)
+        return ToolCall(routed.name, routed.arguments, text)
 
     # the call itself
     async def _chat(self, request: dict[str, Any], role: str) -> Reply:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 EMBEDDED = "embedded"
-ROLES = ("task_model", "optimizer_model")
+ROLES = ("task_model", "optimizer_model", "judge_model")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -39,7 +39,7 @@ class ModelSettings:
 def resolve_model_settings(role: str, model: str | None = None, base_url: str | None = None,
                            api_key: str | None = None, config: Mapping[str, Any] | None = None,
                            environ: Mapping[str, str] | None = None, require_key: bool = True) -> ModelSettings:
-    """Settings for `role` (`task_model` or `optimizer_model`) from flags, config and environment; a remote
+    """Settings for `role` (`task_model`, `optimizer_model` or `judge_model`) from flags, config and environment; a remote
     endpoint without a key is an error unless `require_key` is False (estimates call nothing)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
