@@ -2,7 +2,6 @@
 every exported winner re-scores to the accuracy its run reported."""
 from __future__ import annotations
 
-import json
 import re
 import sys
 
@@ -23,7 +22,6 @@ from promptopt.optimizer.scorer import Scorer, accuracy
 from promptopt.runs.export import export_prompt
 from promptopt.runs.models import ModelCallRow
 from promptopt.runs.store import Store
-from promptopt.tasks import bundled_task
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS
 
@@ -146,24 +144,6 @@ def test_missing_dspy_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dspy", None)
     with pytest.raises(RuntimeError, match="pip install dspy"):
         import_dspy()
-
-
-@pytest.mark.model
-def test_bootstrap_on_the_embedded_model_exports_what_it_measured(tmp_path, small_case_file, shared_weights):
-    db = f"sqlite:///{tmp_path / 'run.db'}"
-    result = CliRunner().invoke(main, ["run", "--cases", str(small_case_file), "--strategy", "dspy-bootstrap",
-                                       "--candidates", "1", "--n-demos", "2", "--labeled-demos", "2",
-                                       "--db", db, "--json", "--quiet"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
-    store = Store(db)
-    details = store.steps(summary["run_id"])[1].details
-    assert details["dspy"]["optimizer"] == "BootstrapFewShotWithRandomSearch" and details["dspy"]["evaluations"] > 0
-    out = tmp_path / "best.md"
-    assert CliRunner().invoke(main, ["export", summary["run_id"], "-o", str(out), "--db", db]).exit_code == 0
-    task = bundled_task("tool-routing")
-    assert rescored(store, summary["run_id"], out.read_text(encoding="utf-8"), shared_weights, task.tools) == \
-        summary["winner"]["test_accuracy"]
 
 
 def test_dspy_options_are_refused_for_other_strategies(tmp_path):
