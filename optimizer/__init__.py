@@ -6,10 +6,11 @@ from typing import Any
 
 from promptopt.optimizer.apo import ApoStrategy
 from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.dspy_bridge import DSPY_STRATEGIES
 from promptopt.optimizer.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
-STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy}
+STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy, **DSPY_STRATEGIES}
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:

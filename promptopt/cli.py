@@ -64,7 +64,8 @@ def main() -> None:
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="demos", show_default=True,
               help="Search strategy.")
 @click.option("--steps", type=click.IntRange(1), default=None,
-              help="Search steps (APO: rounds) [default: the strategy's: demos 1, opro 1, apo 6].")
+              help="Search steps (APO: rounds; DSPy: runs of its optimizer) [default: the strategy's: demos 1, "
+                   "opro 1, apo 6, dspy-* 1].")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True, help="Random seed for splits and sampling.")
 @click.option("--model", default=None,
               help="Task model (the one whose prompt is optimized): 'embedded' (local SmolLM2, the default) or any "
@@ -118,9 +119,11 @@ def main() -> None:
               help=f"demos: examples per candidate prompt [default: {DemosStrategy().n_demos}].")
 @click.option("--candidates", type=click.IntRange(1), default=None,
               help=f"Candidates per step: demo sets (demos, default {DemosStrategy().candidates}) or samples "
-                   f"from the optimizer model (opro, default {OproStrategy().candidates}).")
+                   f"from the optimizer model (opro, default {OproStrategy().candidates}); COPRO's breadth, "
+                   "MIPROv2's candidates, random-search programs (dspy-copro, dspy-mipro, dspy-bootstrap, default 3).")
 @click.option("--train-sample", type=click.IntRange(1), default=None,
-              help="Training cases each candidate is scored on before validation [default: 48].")
+              help="Training cases each candidate is scored on before validation [default: 48; dspy-*: the "
+                   "training cases DSPy sees, 24].")
 @click.option("--history", type=click.IntRange(1), default=None,
               help=f"opro: best earlier prompts shown in the meta-prompt [default: {OproStrategy().history_size}].")
 @click.option("--exemplars", type=click.IntRange(0), default=None,
@@ -146,6 +149,15 @@ def main() -> None:
               help="apo: bandit pulls per round [default: 64].")
 @click.option("--pull-size", type=click.IntRange(1), default=None,
               help="apo: training cases one pull scores [default: 32].")
+@click.option("--depth", type=click.IntRange(1), default=None,
+              help="dspy-copro: COPRO's rounds of proposals (its breadth is --candidates) [default: 2].")
+@click.option("--trials", type=click.IntRange(1), default=None,
+              help="dspy-mipro: MIPROv2's search trials (its candidates are --candidates) [default: 4].")
+@click.option("--labeled-demos", type=click.IntRange(0), default=None,
+              help="dspy-mipro, dspy-bootstrap: labelled demos per program; --n-demos sets the bootstrapped "
+                   "ones [default: 4].")
+@click.option("--max-metric-calls", type=click.IntRange(1), default=None,
+              help="dspy-gepa: GEPA's budget of metric calls (one case under one prompt each) [default: 60].")
 @click.option("--language", type=click.Choice(sorted(META_TEXT)), default=None,
               help="Language of the task, used for the optimizer model's instructions [default: en].")
 @click.option("--db", default=None, help=DB_HELP)
@@ -158,7 +170,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
         budget_usd, budget_seconds, max_broken, alpha, arguments, evaluator_specs, all_must_pass, pattern, rubric,
         judge_model, judge_base_url, judge_api_key, n_demos, candidates, train_sample, history,
         exemplars, temperature, beam_width, minibatch, gradients, error_sample, paraphrases, max_successors, bandit,
-        exploration, eval_budget, pull_size, language, db, estimate, as_json, quiet) -> None:
+        exploration, eval_budget, pull_size, depth, trials, labeled_demos, max_metric_calls, language, db, estimate,
+        as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -173,7 +186,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
              "exemplars": exemplars, "temperature": temperature, "beam_width": beam_width, "minibatch": minibatch,
              "gradients": gradients, "error_sample": error_sample, "paraphrases": paraphrases,
              "max_successors": max_successors, "bandit": bandit, "exploration": exploration,
-             "eval_budget": eval_budget, "pull_size": pull_size, "language": language}
+             "eval_budget": eval_budget, "pull_size": pull_size, "depth": depth, "trials": trials,
+             "labeled_demos": labeled_demos, "max_metric_calls": max_metric_calls, "language": language}
     options = {name: value for name, value in given.items() if value is not None}
     accepted = strategy_parameters(strategy)
     if "language" not in accepted:

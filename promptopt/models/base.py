@@ -66,7 +66,8 @@ class ModelBackend(Protocol):
         ...
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
-                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
+                      max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
         """Several completions (concurrently where the backend can); repeated identical requests are distinct
-        samples. Failures come back as completions with `error`, never as exceptions."""
+        samples, numbered from `first_sample`. Failures come back as completions with `error`, never as
+        exceptions."""
         ...

@@ -382,13 +382,14 @@ class EmbeddedModel:
         return {k: v for k, v in parse_json_object(opener + text).items() if k in properties}
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
-                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
-        """Completions one after another; sample i of a request is drawn with its own seed, so runs repeat."""
+                      max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
+        """Completions one after another; sample i of a request is drawn with its own seed, so runs repeat.
+        Sample indices start at `first_sample` (a caller that asks for one sample at a time counts them)."""
         completions = []
         seen: dict[str, int] = {}
         for messages in requests:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
-            index = seen[key] = seen.get(key, -1) + 1
+            index = seen[key] = seen.get(key, first_sample - 1) + 1
             began = time.perf_counter()
             seed = zlib.crc32(key.encode("utf-8")) + index
             text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature, seed)

@@ -122,13 +122,14 @@ class OpenAICompatibleModel:
         return reply.message.get("content") or "", reply.record
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
-                      max_tokens: int = 512, role: str = "optimizer") -> list[Completion]:
-        """Several completions concurrently (sample i of identical messages is cached as its own entry)."""
+                      max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
+        """Several completions concurrently (sample i of identical messages is cached as its own entry);
+        sample indices start at `first_sample`."""
         seen: dict[str, int] = {}
         coroutines = []
         for messages in requests:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
-            index = seen[key] = seen.get(key, -1) + 1
+            index = seen[key] = seen.get(key, first_sample - 1) + 1
             coroutines.append(self._chat(self._request(messages, temperature, max_tokens, index), role))
         replies = self._run(self._gather(coroutines))
         return [Completion(text=r.message.get("content") or "", record=r.record, error=r.error) for r in replies]

@@ -1,0 +1,152 @@
+"""The DSPy strategies: scripted task and optimizer models for the mechanics, the real embedded model end to end;
+every exported winner re-scores to the accuracy its run reported."""
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from promptopt.case import Case, ToolCall
+from promptopt.cli import main
+from promptopt.evaluators.tool_call import ToolCallEvaluator
+from promptopt.models.base import CallRecord, Completion, Routed
+from promptopt.optimizer import STRATEGIES, make_strategy
+from promptopt.optimizer.budget import Budget
+from promptopt.optimizer.candidates import protected_regions
+from promptopt.optimizer.dspy_bridge import import_dspy
+from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.scorer import Scorer, accuracy
+from promptopt.runs.export import export_prompt
+from promptopt.runs.models import ModelCallRow
+from promptopt.runs.store import Store
+from promptopt.tasks.tool_routing import ToolRoutingTask
+from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS
+
+JUNK = "lol junk"
+
+
+class TeachableRouter:
+    """Routes a case right when the prompt has a rule (`TOOL handles`) or a demo line (`TOOL: ...`) for its tool,
+    else says none."""
+
+    name = "scripted-task"
+
+    def __init__(self, cases: list[Case]) -> None:
+        self.expected = {c.query: c.expected.name for c in cases}
+
+    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+        out = []
+        for conversation in conversations:
+            tool = self.expected[conversation[-1]["content"]]
+            taught = f"{tool} handles" in system_prompt or re.search(rf"^{tool}: ", system_prompt, re.M)
+            out.append(Routed(ToolCall(tool if taught else "none"), CallRecord("task", self.name, 10, 1, 0.0)))
+        return out
+
+
+class RuleWriter:
+    """An optimizer model that answers in free text, not in DSPy's field format: sample i teaches the first
+    i + 1 tools; its second call is junk that drops every tool name."""
+
+    name = "scripted-optimizer"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate_many(self, requests, temperature=1.0, max_tokens=512, role="optimizer", first_sample=0):
+        replies = []
+        for index, _ in enumerate(requests):
+            self.calls += 1
+            rules = "\n".join(f"{t} handles its own requests." for t in TOOL_NAMES[: (first_sample + index) % 4 + 1])
+            text = JUNK if self.calls == 2 else f"You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n{rules}"
+            replies.append(Completion(text=text, record=CallRecord(role, self.name, 100, 50, 0.0)))
+        return replies
+
+
+@pytest.fixture
+def cases(store):
+    made = [Case(query=f"request {i} about {tool}", expected=ToolCall(tool), label="bad")
+            for i in range(60) for tool in [[*TOOL_NAMES, "none"][i % 5]]]
+    return store.cases(store.import_cases(made).case_ids)
+
+
+def run(store, cases, strategy: str, **config):
+    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, TeachableRouter(cases),
+                              make_strategy(strategy, {}), ToolCallEvaluator(),
+                              RunConfig(strategy=strategy, max_broken=0, **config), optimizer_model=RuleWriter())
+    return report
+
+
+def rescored(store: Store, run_id: str, prompt: str, router, tools) -> float:
+    """The exported prompt's accuracy on the run's test split, from a fresh scorer."""
+    test_ids = [cid for cid, split in store.run_splits(run_id).items() if split == "test"]
+    fresh = Scorer(ToolRoutingTask(tools=tools), router, ToolCallEvaluator(), store, run_id, Budget())
+    candidate_id = store.add_candidate(run_id, 99, prompt, "rescore")
+    return accuracy(fresh.score(candidate_id, prompt, store.cases(test_ids)))
+
+
+def test_copro_instructions_become_the_candidate_through_scorer_and_optimizer_role(store, cases):
+    report = run(store, cases, "dspy-copro")
+    run_id = report["run_id"]
+    rows = store.candidates(run_id)
+    final = next(c for c in rows if c.operator == "dspy-copro")
+    # the program's instructions, with the seed's protected region re-attached, are the candidate prompt
+    assert final.prompt.startswith(final.details["instructions"]) and "handles its own requests" in final.prompt
+    assert protected_regions(final.prompt) == [PROTECTED]
+    assert final.status == "accepted" and report["winner"]["candidate_id"] == final.id
+    # every prompt DSPy tried went through the shared scorer: stored evaluations, charged calls
+    trials = [c for c in rows if c.operator == "dspy-copro-trial"]
+    valid = [c for c in trials if c.status == "evaluated"]
+    assert valid and all(store.evaluations(c.id) for c in valid)
+    step = store.steps(run_id)[1].details
+    assert step["dspy"]["evaluations"] > 0 and step["dspy"]["optimizer_calls"] == 5  # breadth 3, depth 2
+    # the junk proposal is stored invalid, never evaluated, and the run goes on
+    junk = [c for c in trials if c.prompt.startswith(JUNK)]
+    assert len(junk) == 1 and junk[0].status == "invalid" and "no longer names" in junk[0].rejection
+    assert not store.evaluations(junk[0].id)
+    with store.session() as session:
+        roles = [r for (r,) in session.execute(select(ModelCallRow.role).where(ModelCallRow.run_id == run_id))]
+    assert roles.count("optimizer") == 5 and roles.count("task") >= step["dspy"]["evaluations"] // 2
+    assert report["model_calls"] == len(roles)
+
+
+def test_bootstrap_selects_training_demos_rendered_like_the_demos_strategy(store, cases):
+    report = run(store, cases, "dspy-bootstrap")
+    run_id = report["run_id"]
+    final = next(c for c in store.candidates(run_id) if c.operator == "dspy-bootstrap")
+    demos = final.prompt.split("## Examples\n")[1].strip().splitlines()
+    train = {c.id: c for c in cases if store.run_splits(run_id)[c.id] == "train"}
+    assert 1 <= len(demos) <= 8 and final.prompt.startswith(SEED.rstrip())
+    for line, case_id in zip(demos, final.details["demo_case_ids"]):
+        assert line == f"{train[case_id].expected.name}: {train[case_id].query}"
+    assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
+
+
+@pytest.mark.parametrize("strategy", sorted(name for name in STRATEGIES if name.startswith("dspy-")))
+def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, cases, strategy):
+    report = run(store, cases, strategy)
+    assert report["status"] == "finished"
+    exported = export_prompt(store, report["run_id"], "md")
+    assert rescored(store, report["run_id"], exported, TeachableRouter(cases), TOOLS) == \
+        report["winner"]["test_accuracy"]
+
+
+def test_budget_exhaustion_inside_dspy_stops_the_search_cleanly(store, cases):
+    report = run(store, cases, "dspy-copro", max_calls=80)
+    steps = store.steps(report["run_id"])
+    assert report["status"] == "finished" and steps[-1].message.startswith("budget exhausted")
+    assert report["winner"]["candidate_id"] == report["seed"]["candidate_id"]
+
+
+def test_missing_dspy_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dspy", None)
+    with pytest.raises(RuntimeError, match="pip install dspy"):
+        import_dspy()
+
+
+def test_dspy_options_are_refused_for_other_strategies(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--strategy", "opro", "--depth", "2",
+                                       "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2 and "--depth" in result.output
