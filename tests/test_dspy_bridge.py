@@ -1,4 +1,4 @@
-"""The DSPy strategies: scripted task and optimizer models for the mechanics, the real embedded model end to end;
+"""The DSPy strategies: scripted task and optimizer models for the mechanics, the real embedded model end to end (bootstrap, COPRO);
 every exported winner re-scores to the accuracy its run reported."""
 from __future__ import annotations
 
@@ -150,3 +150,29 @@ def test_dspy_options_are_refused_for_other_strategies(tmp_path):
     result = CliRunner().invoke(main, ["run", "--strategy", "opro", "--depth", "2",
                                        "--db", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2 and "--depth" in result.output
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("strategy, options", [
+    ("dspy-bootstrap", {"candidates": 1, "n_demos": 2, "labeled_demos": 2, "train_sample": 8}),
+    ("dspy-copro", {"candidates": 2, "depth": 1, "train_sample": 8, "reply_tokens": 48}),
+])
+def test_dspy_on_the_embedded_model_exports_the_prompt_it_measured(tmp_path, small_case_file, shared_weights,
+                                                                   strategy, options):
+    from promptopt.api import optimize
+    from promptopt.tasks import bundled_task
+
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    result = optimize(cases=[small_case_file], strategy=strategy, db=db, **options)
+    store = Store(db)
+    notes = store.steps(result.run_id)[1].details
+    assert notes["dspy"]["evaluations"] > 0, notes
+    if strategy == "dspy-copro":
+        assert notes["dspy"]["optimizer_calls"] > 0
+    # the exported prompt, scored afresh on the test split the way the run scores (tool only), gives the report
+    exported = export_prompt(store, result.run_id, "md")
+    test_ids = [cid for cid, split in store.run_splits(result.run_id).items() if split == "test"]
+    fresh = Scorer(ToolRoutingTask(tools=bundled_task("tool-routing").tools, fill_arguments=False), shared_weights,
+                   ToolCallEvaluator(check_arguments=False), store, result.run_id, Budget())
+    candidate_id = store.add_candidate(result.run_id, 99, exported, "rescore")
+    assert accuracy(fresh.score(candidate_id, exported, store.cases(test_ids))) == result.best_accuracy
