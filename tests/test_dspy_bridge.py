@@ -1,5 +1,5 @@
-"""The DSPy strategies: scripted task and optimizer models for the mechanics, the real embedded model end to end (bootstrap, COPRO);
-every exported winner re-scores to the accuracy its run reported."""
+"""The DSPy strategies: scripted task and optimizer models for the mechanics, the real embedded model end to end
+(bootstrap and COPRO); every exported winner re-scores to the accuracy its run reported."""
 from __future__ import annotations
 
 import re
