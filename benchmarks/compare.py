@@ -7,6 +7,7 @@ model-call budget: seed and winner accuracy on the held-out test split with 95 %
 calls, tokens and wall time, all read from the run's report. Prints a table, writes it as Markdown and CSV under
 `--results`, and ends with one JSON line.
 
+`--append` adds rows to an earlier comparison in the same results folder (a strategy installed later, say).
 `--scale small` (default) shrinks each strategy's per-step work (samples, reply length, beam) so the whole
 comparison fits in about an hour on 2 cores with the embedded model; `--scale paper` keeps each strategy's own
 defaults, for a capable endpoint (`--model`, `--optimizer-model`, `--base-url`, `--optimizer-base-url`).
@@ -14,8 +15,8 @@ Runs share one response cache under the results folder, so identical calls (ever
 seed prompt) are answered once; model calls are counted whether cached or not, so the figures stay
 comparable, but later rows' wall times benefit.
 
-    python benchmarks/compare.py [--datasets tool-routing,clinc150,bfcl,sgd] [--strategies ...]
-        [--budget-calls 1500] [--cases 160] [--seed 0] [--scale small|paper] [--results benchmarks/results]
+    python benchmarks/compare.py [--datasets tool-routing,clinc150,sgd] [--append] [--strategies ...]
+        [--budget-calls 1000] [--cases 120] [--seed 0] [--scale small|paper] [--results benchmarks/results]
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference_tasks import LOADERS, DataMissing  # noqa: E402
+from reference_tasks import LOADERS, DataMissing, ReferenceTask, balanced_sample  # noqa: E402
 
 DATASETS = ["tool-routing", *LOADERS]
 PROMPTOPT_STRATEGIES = ["demos", "opro", "apo", "bpo"]
@@ -43,7 +45,7 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
     "apo": {"beam_width": 2, "minibatch": 32, "gradients": 2, "paraphrases": 1, "max_successors": 4,
             "eval_budget": 12, "pull_size": 16, "reply_tokens": 160},
     "bpo": {"reply_tokens": 160},
-    "dspy-copro": {"reply_tokens": 160},
+    "dspy-copro": {"reply_tokens": 160, "depth": 1},
     "dspy-mipro": {"reply_tokens": 160},
     "dspy-gepa": {"reply_tokens": 160},
 }
@@ -55,11 +57,20 @@ COLUMNS = ["dataset", "strategy", "seed_acc", "seed_ci", "winner_acc", "winner_c
 
 def prepare(dataset: str, folder: Path, cases: int, seed: int) -> dict[str, Any]:
     """The `optimize` arguments for `dataset`: its files (written under `folder` for reference tasks)."""
-    if dataset == "tool-routing":
-        return {"task": "tool-routing"}
-    task = LOADERS[dataset](limit=cases, seed=seed)
+    task = bundled_sample(cases, seed) if dataset == "tool-routing" else LOADERS[dataset](limit=cases, seed=seed)
     case_file, tools_file, prompt_file = task.write(folder / task.name)
     return {"cases": [case_file], "tools": tools_file, "prompt": prompt_file}
+
+
+def bundled_sample(cases: int, seed: int) -> ReferenceTask:
+    """The bundled grocery task with `cases` of its bad and good cases, balanced over expected tools."""
+    from promptopt.tasks import bundled_task
+
+    bundled = bundled_task("tool-routing")
+    records = [json.loads(line) for path in bundled.case_files
+               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return ReferenceTask("tool-routing", bundled.tools, bundled.seed_prompt,
+                         balanced_sample(records, cases, random.Random(seed)))
 
 
 def strategy_options(name: str, scale: str) -> dict[str, Any]:
@@ -145,10 +156,10 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--datasets", default="tool-routing,clinc150,sgd", help=f"Any of {', '.join(DATASETS)}.")
     parser.add_argument("--strategies", default=",".join(PROMPTOPT_STRATEGIES + DSPY_STRATEGIES))
-    parser.add_argument("--budget-calls", type=int, default=1500, help="Model calls per run, task and optimizer.")
-    parser.add_argument("--cases", type=int, default=160, help="Cases per reference dataset.")
+    parser.add_argument("--budget-calls", type=int, default=1000, help="Model calls per run, task and optimizer.")
+    parser.add_argument("--cases", type=int, default=120, help="Cases per dataset (a balanced sample).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", choices=["small", "paper"], default="small")
     parser.add_argument("--model", default="embedded")
@@ -157,6 +168,8 @@ def main() -> None:
     parser.add_argument("--optimizer-base-url", default=None)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--append", action="store_true",
+                        help="Keep the rows of an earlier comparison in --results that this one does not redo.")
     parser.add_argument("--verbose", action="store_true", help="Show each run's progress.")
     args = parser.parse_args()
 
@@ -193,6 +206,11 @@ def main() -> None:
             rows.append(row)
             print(f"  {table_lines([row])[-1]}", file=sys.stderr, flush=True)
 
+    if args.append and (args.results / "compare.json").exists():
+        done = {(r["dataset"], r["strategy"]) for r in rows}
+        earlier = json.loads((args.results / "compare.json").read_text(encoding="utf-8"))
+        rows = [r for r in earlier if (r["dataset"], r["strategy"]) not in done] + rows
+    (args.results / "compare.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     lines = table_lines(rows)
     command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     print("\n".join(lines))

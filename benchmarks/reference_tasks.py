@@ -66,7 +66,7 @@ def _function(name: str, description: str, properties: dict[str, Any] | None = N
         "parameters": {"type": "object", "properties": properties or {}, "required": required or []}}}
 
 
-def _balanced(records: list[dict[str, Any]], limit: int, rng: random.Random) -> list[dict[str, Any]]:
+def balanced_sample(records: list[dict[str, Any]], limit: int, rng: random.Random) -> list[dict[str, Any]]:
     """Up to `limit` records, round-robin over expected tools so rare tools are kept."""
     by_tool: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -113,7 +113,7 @@ def load_clinc(domains: tuple[str, ...] = ("banking",), limit: int = 160, none_s
                 for text, intent in data["val"] if intent in other_intents]
     n_none = int(limit * none_share)
     rng.shuffle(outside)
-    cases = _balanced(in_scope, limit - n_none, rng) + outside[:n_none]
+    cases = balanced_sample(in_scope, limit - n_none, rng) + outside[:n_none]
     rng.shuffle(cases)
     return ReferenceTask(f"clinc150-{'+'.join(domains)}", tools,
                          seed_prompt_for(f"the assistant of a bank's app ({', '.join(domains)})", tools), cases)
@@ -178,7 +178,7 @@ def load_bfcl(groups: int = 10, min_group: int = 10, limit: int = 160, seed: int
         "name": _openai_name(f["name"]), "description": f.get("description", ""),
         "parameters": _bfcl_parameters(f.get("parameters") or {"type": "dict", "properties": {}})}}
         for f in functions.values()]
-    cases = _balanced(records, limit, random.Random(seed))
+    cases = balanced_sample(records, limit, random.Random(seed))
     return ReferenceTask("bfcl-live", tools, seed_prompt_for("a helpful assistant with tools", tools), cases)
 
 
@@ -216,7 +216,7 @@ def load_sgd(services: tuple[str, ...] = ("Restaurants_2", "Hotels_1", "RentalCa
                     records.append(_case(turn["utterance"], tool, f"sgd/dev/{dialogue['dialogue_id']}",
                                          history[-max_context:], ["multi-turn"] if history else []))
                 history.append({"role": role, "content": turn["utterance"]})
-    cases = _balanced(records, limit, random.Random(seed))
+    cases = balanced_sample(records, limit, random.Random(seed))
     return ReferenceTask("sgd-dev", tools, seed_prompt_for("a travel and services assistant", tools), cases)
 
 
