@@ -5,11 +5,12 @@ import inspect
 from typing import Any
 
 from promptopt.optimizer.apo import ApoStrategy
+from promptopt.optimizer.bpo import BpoStrategy
 from promptopt.optimizer.demos import DemosStrategy
 from promptopt.optimizer.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
-STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy}
+STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy, "bpo": BpoStrategy}
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:

@@ -43,13 +43,15 @@ class SearchContext:
         return None if problem else candidate
 
     def ask_optimizer(self, requests: Sequence[list[dict[str, str]]], temperature: float,
-                      max_tokens: int) -> list[Completion]:
-        """Completions from the optimizer model, charged to the run's budget and stored as optimizer calls."""
-        if self.optimizer_model is None:
+                      max_tokens: int, model: ModelBackend | None = None) -> list[Completion]:
+        """Completions from the optimizer model (or `model`, such as a fine-tuned rewriter), charged to the run's
+        budget and stored as optimizer calls."""
+        model = model or self.optimizer_model
+        if model is None:
             raise RuntimeError("this run has no optimizer model")
         budget = self.scorer.budget
         budget.charge(len(requests))
-        completions = self.optimizer_model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
+        completions = model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
                                                          role="optimizer")
         records = [c.record for c in completions]
         budget.spend(records)
