@@ -110,13 +110,13 @@ class TrainingResult:
 
 def train_rewriter(pairs: Sequence[tuple[str, str]], output_dir: str | Path, base: str | Path | None = None,
                    steps: int | None = None, epochs: int = 1, lr: float | None = None, max_length: int = 512,
-                   lora: bool = False, seed: int = 0, progress: Callable[[str], None] | None = None
+                   lora: bool = True, seed: int = 0, progress: Callable[[str], None] | None = None
                    ) -> TrainingResult:
     """Fine-tune a causal LM on (original -> optimized) pairs in chat format, loss on the rewrite only, batch
     size 1 on CPU; save model, tokenizer and `rewriter.json` to `output_dir`.
 
     `base`: a model directory (default: the embedded SmolLM2's fp32 weights). `steps` overrides `epochs`. `lr`
-    defaults to 5e-5 for a full fine-tune, 2e-4 for LoRA (rank 8 on the attention projections, merged before
+    defaults to 5e-5 for a full fine-tune, 1e-3 for LoRA (rank 8 on the attention projections, merged before
     saving, so the directory loads as a plain model). Sequences are cut to `max_length` tokens."""
     import torch
 
@@ -130,7 +130,7 @@ def train_rewriter(pairs: Sequence[tuple[str, str]], output_dir: str | Path, bas
     total = steps or epochs * len(examples)
     if lora:
         model = _with_lora(model)
-    lr = lr if lr is not None else (2e-4 if lora else 5e-5)
+    lr = lr if lr is not None else (1e-3 if lora else 5e-5)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     start_loss = _mean_loss(model, examples)
     say(f"{len(examples)} pairs, {total} steps, lr {lr:g}, {'LoRA' if lora else 'full fine-tune'}; "
@@ -148,7 +148,7 @@ def train_rewriter(pairs: Sequence[tuple[str, str]], output_dir: str | Path, bas
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         say(f"step {step}/{total}: loss {losses[-1]:.4f}")
     end_loss = _mean_loss(model, examples)
     if lora:
@@ -183,7 +183,7 @@ def _with_lora(model: Any) -> Any:
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        raise RuntimeError("LoRA needs peft: pip install 'promptopt[bpo]' (or train with --full)") from None
+        raise RuntimeError("LoRA needs peft: pip install peft (or train with --full)") from None
     return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=LORA_TARGETS,
                                             task_type="CAUSAL_LM"))
 

@@ -520,12 +520,12 @@ def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, c
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (overrides --epochs).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-              help="Learning rate [default: 5e-5 full, 2e-4 LoRA].")
+              help="Learning rate [default: 1e-3 LoRA, 5e-5 full].")
 @click.option("--max-length", type=click.IntRange(16), default=512, show_default=True,
               help="Tokens per training sequence (longer ones are cut).")
-@click.option("--lora/--full", default=False, show_default=True,
-              help="LoRA (rank 8, merged before saving; needs peft: pip install 'promptopt[bpo]') or a full "
-                   "fine-tune.")
+@click.option("--lora/--full", default=True, show_default=True,
+              help="LoRA (rank 8 on the attention projections, merged before saving; ~4x faster per step on CPU) "
+                   "or a full fine-tune.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--db", default=None, help=DB_HELP)
 def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, lora, seed, db) -> None:
