@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
@@ -13,9 +14,10 @@ from promptopt.models.base import CallRecord, Completion
 from promptopt.optimizer.bpo import BpoStrategy
 from promptopt.optimizer.bpo_pairs import (REWRITER_SYSTEM, export_jsonl, pair_rejection, read_chat_pairs,
                                            read_preferences, split_reply)
-from promptopt.optimizer.bpo_rewriter import retrieve
+from promptopt.optimizer.bpo_rewriter import Rewriter, retrieve
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.runs.case_import import CaseFileError
+from promptopt.runs.models import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.conftest import write_jsonl
@@ -169,3 +171,43 @@ def test_cli_preference_import_is_all_or_nothing_and_export(tmp_path, monkeypatc
     result = CliRunner().invoke(main, ["bpo", "pairs", "export", "-o", str(out), "--db", db])
     assert result.exit_code == 0 and read_chat_pairs(out) == [
         ("Be helpful to shoppers.", "Be helpful to shoppers: answer what they asked.")]
+
+
+def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypatch):  # noqa: F811
+    class FineTuned(BpoScript):
+        name = "rewriter:scripted"
+
+    rewriter_model = FineTuned(analyses=[], rewrites=[prompt_with(2, 5)])
+    monkeypatch.setattr("promptopt.optimizer.bpo.load_rewriter",
+                        lambda path: Rewriter("fine-tuned", rewriter_model, source=str(path)))
+    script = BpoScript(analyses=[tagged(prompt_with(1))], rewrites=[])
+    report = run_bpo(store, cases, script, feedback_groups=1, rewriter="some/dir")
+    (candidate,) = [c for c in store.candidates(report["run_id"]) if c.operator == "bpo-fine-tuned"]
+    assert candidate.details["source"] == "some/dir" and candidate.details["demonstrations"] == 0
+    assert [m["role"] for m in rewriter_model.rewrite_requests[0]] == ["system", "user"]
+    assert store.candidate(report["winner"]["candidate_id"]).prompt == prompt_with(2, 5).strip()
+    assert not script.rewrite_requests
+    with store.session() as session:
+        models = session.scalars(select(ModelCallRow.model).where(ModelCallRow.role == "optimizer")).all()
+    assert sorted(models) == ["rewriter:scripted", "scripted-optimizer"]
+
+
+def test_cli_rewrite_and_strategy_options(tmp_path, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    prompt_file = tmp_path / "system.md"
+    prompt_file.write_text(SEED, encoding="utf-8")
+    script = BpoScript(analyses=[], rewrites=[prompt_with(1, 1), "You help shoppers.", prompt_with(2, 2)])
+    monkeypatch.setattr("promptopt.cli.load_optimizer", lambda *args, **kwargs: script)
+    out = tmp_path / "better.md"
+    result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--mode", "aggressive", "--samples", "3",
+                                       "-o", str(out), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "rewrite refused: a protected region was edited" in result.output
+    assert (tmp_path / "better.1.md").read_text() == prompt_with(1, 1).strip()
+    assert (tmp_path / "better.2.md").read_text() == prompt_with(2, 2).strip()
+
+    runner = CliRunner()
+    refused = runner.invoke(main, ["run", "--strategy", "demos", "--mode", "aggressive", "--db", db])
+    assert refused.exit_code == 2 and "--mode do(es) not apply to --strategy demos" in refused.output
+    refused = runner.invoke(main, ["run", "--strategy", "bpo", "--samples", "3", "--db", db])
+    assert refused.exit_code == 2 and "stable mode takes one sample" in refused.output
