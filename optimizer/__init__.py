@@ -5,12 +5,14 @@ import inspect
 from typing import Any
 
 from promptopt.optimizer.apo import ApoStrategy
+from promptopt.optimizer.bpo import BpoStrategy
 from promptopt.optimizer.demos import DemosStrategy
 from promptopt.optimizer.dspy_bridge import DSPY_STRATEGIES
 from promptopt.optimizer.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
-STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy, **DSPY_STRATEGIES}
+STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy, "bpo": BpoStrategy,
+              **DSPY_STRATEGIES}
 
 
 def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:

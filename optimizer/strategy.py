@@ -43,17 +43,18 @@ class SearchContext:
         return None if problem else candidate
 
     def ask_optimizer(self, requests: Sequence[list[dict[str, str]]], temperature: float,
-                      max_tokens: int, first_sample: int = 0) -> list[Completion]:
-        """Completions from the optimizer model, charged to the run's budget and stored as optimizer calls.
-        `first_sample` numbers the samples of repeated requests from there (a caller asking for one sample at a
-        time passes how many it already has, so it gets a new one)."""
-        if self.optimizer_model is None:
+                      max_tokens: int, first_sample: int = 0, model: ModelBackend | None = None) -> list[Completion]:
+        """Completions from the optimizer model (or `model`, such as a fine-tuned rewriter), charged to the run's
+        budget and stored as optimizer calls. `first_sample` numbers the samples of repeated requests from there
+        (a caller asking for one sample at a time passes how many it already has, so it gets a new one)."""
+        model = model or self.optimizer_model
+        if model is None:
             raise RuntimeError("this run has no optimizer model")
         budget = self.scorer.budget
         budget.charge(len(requests))
         more = {"first_sample": first_sample} if first_sample else {}
-        completions = self.optimizer_model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
-                                                         role="optimizer", **more)
+        completions = model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
+                                          role="optimizer", **more)
         records = [c.record for c in completions]
         budget.spend(records)
         self.store.add_calls(self.run_id, records)

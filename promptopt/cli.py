@@ -12,9 +12,11 @@ from promptopt.config import ConfigFileError, default_db_url
 from promptopt.evaluators.registry import EvaluatorError
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
-from promptopt.optimizer import STRATEGIES, strategy_parameters
+from promptopt.optimizer import STRATEGIES, make_strategy, strategy_parameters
 from promptopt.optimizer.demos import DemosStrategy
 from promptopt.optimizer.bandits import ALGORITHMS as BANDITS
+from promptopt.optimizer.bpo import BpoStrategy
+from promptopt.optimizer.bpo_rewriter import MODES
 from promptopt.optimizer.opro import META_TEXT, OproStrategy
 from promptopt.optimizer.loop import RunConfig
 from promptopt.runs.case_import import CaseFileError
@@ -65,7 +67,7 @@ def main() -> None:
               help="Search strategy.")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help="Search steps (APO: rounds; DSPy: runs of its optimizer) [default: the strategy's: demos 1, "
-                   "opro 1, apo 6, dspy-* 1].")
+                   "opro 1, apo 6, bpo 1, dspy-* 1].")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True, help="Random seed for splits and sampling.")
 @click.option("--model", default=None,
               help="Task model (the one whose prompt is optimized): 'embedded' (local SmolLM2, the default) or any "
@@ -129,7 +131,8 @@ def main() -> None:
 @click.option("--exemplars", type=click.IntRange(0), default=None,
               help=f"opro: training cases shown in the meta-prompt [default: {OproStrategy().exemplars}].")
 @click.option("--temperature", type=click.FloatRange(0), default=None,
-              help=f"opro: sampling temperature of the optimizer model [default: {OproStrategy().temperature}].")
+              help=f"opro: sampling temperature of the optimizer model [default: {OproStrategy().temperature}]; "
+                   f"bpo: of the rewriter [default: the mode's].")
 @click.option("--beam-width", type=click.IntRange(1), default=None, help="apo: prompts kept per round [default: 4].")
 @click.option("--minibatch", type=click.IntRange(1), default=None,
               help="apo: training cases each beam prompt is scored on to find its failures [default: 64].")
@@ -158,6 +161,20 @@ def main() -> None:
                    "ones [default: 4].")
 @click.option("--max-metric-calls", type=click.IntRange(1), default=None,
               help="dspy-gepa: GEPA's budget of metric calls (one case under one prompt each) [default: 60].")
+@click.option("--mode", type=click.Choice(sorted(MODES)), default=None,
+              help="bpo: stable (1 rewrite at temperature 0.2) or aggressive (--samples rewrites at 0.9, the best "
+                   "kept by the scorer) [default: stable].")
+@click.option("--samples", type=click.IntRange(1), default=None,
+              help=f"bpo: rewrites per step in aggressive mode [default: {MODES['aggressive'].samples}].")
+@click.option("--feedback-groups", type=click.IntRange(0), default=None,
+              help=f"bpo: feedback groups turned into pairs per step [default: {BpoStrategy().feedback_groups}].")
+@click.option("--group-size", type=click.IntRange(1), default=None,
+              help=f"bpo: wrong and right cases in each feedback group [default: {BpoStrategy().group_size} each].")
+@click.option("--demonstrations", type=click.IntRange(0), default=None,
+              help=f"bpo: stored pairs shown to the prompted rewriter [default: {BpoStrategy().demonstrations}].")
+@click.option("--rewriter", type=click.Path(file_okay=False, exists=True), default=None,
+              help="bpo: a fine-tuned rewriter directory (from `promptopt bpo train`) instead of the prompted "
+                   "rewriter on --optimizer-model.")
 @click.option("--language", type=click.Choice(sorted(META_TEXT)), default=None,
               help="Language of the task, used for the optimizer model's instructions [default: en].")
 @click.option("--db", default=None, help=DB_HELP)
@@ -170,8 +187,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
         budget_usd, budget_seconds, max_broken, alpha, arguments, evaluator_specs, all_must_pass, pattern, rubric,
         judge_model, judge_base_url, judge_api_key, n_demos, candidates, train_sample, history,
         exemplars, temperature, beam_width, minibatch, gradients, error_sample, paraphrases, max_successors, bandit,
-        exploration, eval_budget, pull_size, depth, trials, labeled_demos, max_metric_calls, language, db, estimate,
-        as_json, quiet) -> None:
+        exploration, eval_budget, pull_size, depth, trials, labeled_demos, max_metric_calls, mode, samples,
+        feedback_groups, group_size, demonstrations, rewriter, language, db, estimate, as_json, quiet) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -187,7 +204,9 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
              "gradients": gradients, "error_sample": error_sample, "paraphrases": paraphrases,
              "max_successors": max_successors, "bandit": bandit, "exploration": exploration,
              "eval_budget": eval_budget, "pull_size": pull_size, "depth": depth, "trials": trials,
-             "labeled_demos": labeled_demos, "max_metric_calls": max_metric_calls, "language": language}
+             "labeled_demos": labeled_demos, "max_metric_calls": max_metric_calls, "mode": mode, "samples": samples,
+             "feedback_groups": feedback_groups, "group_size": group_size, "demonstrations": demonstrations,
+             "rewriter": rewriter, "language": language}
     options = {name: value for name, value in given.items() if value is not None}
     accepted = strategy_parameters(strategy)
     if "language" not in accepted:
@@ -196,6 +215,10 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
     if stray:
         flags = ", ".join("--" + name.replace("_", "-") for name in stray)
         raise click.UsageError(f"{flags} do(es) not apply to --strategy {strategy}")
+    try:
+        make_strategy(strategy, options)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     try:
         if estimate:
             expected = estimate_run(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
@@ -433,6 +456,224 @@ def serve(host, port, arguments, latency_ms, fault_rate, seed) -> None:
         pass
     finally:
         server.stop()
+
+
+def load_optimizer(model: str | None, base_url: str | None, api_key: str | None, config_file: str | None):
+    """The optimizer-model backend from flags, config file and environment (like `promptopt run`'s)."""
+    from promptopt.config import load_config
+    from promptopt.models import load_model, resolve_model_settings
+    from promptopt.models.pricing import load_prices
+
+    config = load_config(config_file)
+    settings = resolve_model_settings("optimizer_model", model, base_url, api_key, config)
+    return load_model(settings, prices=load_prices(extra=config.get("prices")))
+
+
+def _optimizer_options(command):
+    """--optimizer-model, --optimizer-base-url, --optimizer-api-key and --config, as `promptopt run` has them."""
+    for option in reversed([
+        click.option("--optimizer-model", default=None,
+                     help="Model that writes pairs and prompted rewrites; same choices as run's --model. "
+                          "Default: config file, else embedded."),
+        click.option("--optimizer-base-url", default=None, help="OpenAI-compatible endpoint of --optimizer-model."),
+        click.option("--optimizer-api-key", default=None, help="Key for --optimizer-base-url (prefer the variable)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="JSON config file (see `promptopt run --help`)."),
+    ]):
+        command = option(command)
+    return command
+
+
+@main.group()
+def bpo() -> None:
+    """BPO: feedback pairs and the rewriter trained on them.
+
+    \b
+    promptopt bpo pairs import prefs.jsonl    # preference data -> analysed, filtered pairs
+    promptopt bpo pairs export -o pairs.jsonl # kept pairs, chat format
+    promptopt bpo train -o rewriter/          # fine-tune the embedded SmolLM2 on the stored pairs
+    promptopt bpo rewrite system.md --rewriter rewriter/
+    promptopt run --strategy bpo --rewriter rewriter/
+    """
+
+
+@bpo.group()
+def pairs() -> None:
+    """List, export and import BPO pairs."""
+
+
+@pairs.command("list")
+@click.option("--run", "run_id", default=None, help="Only this run's pairs (default: all).")
+@click.option("--all", "with_rejected", is_flag=True, help="Also the pairs the filters rejected.")
+@click.option("--db", default=None, help=DB_HELP)
+def list_pairs(run_id, with_rejected, db) -> None:
+    """Stored pairs: id, run, source, kept or why not, and the start of the improved prompt."""
+    rows = Store(db).bpo_pairs(run_id, kept_only=not with_rejected)
+    for row in rows:
+        fate = "kept" if row.kept else f"rejected: {row.rejection}"
+        click.echo(f"{row.id:6d}  {row.run_id or '-':12}  {row.source:17}  {fate[:50]:50}  "
+                   f"{row.optimized[:60].replace(chr(10), ' ')}")
+    if not rows:
+        click.echo("no pairs stored", err=True)
+
+
+@pairs.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--run", "run_id", default=None, help="Only this run's pairs (default: all).")
+@click.option("--db", default=None, help=DB_HELP)
+def export_pairs(output, run_id, db) -> None:
+    """Kept pairs as JSON Lines in chat format (system, user: original, assistant: optimized)."""
+    from promptopt.optimizer.bpo_pairs import export_jsonl
+
+    rows = Store(db).bpo_pairs(run_id)
+    text = export_jsonl([(r.original, r.optimized) for r in rows])
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(rows)} pair(s) to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@pairs.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_optimizer_options
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True,
+              help="Longest analysis and rewrite the optimizer model may write.")
+@click.option("--db", default=None, help=DB_HELP)
+def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, config_file, max_tokens, db) -> None:
+    """Turn preference data into pairs: FILE holds one {"prompt", "good", "bad"} object a line (optional
+    "request"); the optimizer model analyses each and writes an improved prompt; pairs are filtered and stored.
+    A file with any problem imports nothing."""
+    from promptopt.optimizer.bpo_pairs import construct_pairs, read_preferences
+
+    try:
+        groups = read_preferences(file)
+    except CaseFileError as error:
+        raise click.ClickException(f"nothing was imported:\n{error}") from None
+    store = Store(db)
+    try:
+        model = load_optimizer(optimizer_model, optimizer_base_url, optimizer_api_key, config_file)
+    except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
+        raise click.ClickException(str(error)) from None
+
+    def ask(requests, temperature, tokens):
+        completions = model.generate_many(requests, temperature=temperature, max_tokens=tokens, role="optimizer")
+        store.add_calls(None, [c.record for c in completions])
+        return completions
+
+    made = construct_pairs(groups, ask, [], max_tokens=max_tokens)
+    store.add_bpo_pairs(None, made)
+    kept = sum(p.kept for p in made)
+    click.echo(f"{len(groups)} preference(s): {kept} pair{'s' if kept != 1 else ''} kept, {len(made) - kept} rejected")
+    for pair in made:
+        if not pair.kept:
+            click.echo(f"  rejected: {pair.rejection}", err=True)
+
+
+@bpo.command()
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to save the rewriter to (model, tokenizer, rewriter.json).")
+@click.option("--run", "run_id", default=None, help="Train on this run's kept pairs (default: all kept pairs).")
+@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Train on an exported chat-format JSONL file instead of the store.")
+@click.option("--base", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Model directory to start from [default: the embedded SmolLM2's fp32 weights].")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (overrides --epochs).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Learning rate [default: 1e-3 LoRA, 5e-5 full].")
+@click.option("--max-length", type=click.IntRange(16), default=512, show_default=True,
+              help="Tokens per training sequence (longer ones are cut).")
+@click.option("--lora/--full", default=True, show_default=True,
+              help="LoRA (rank 8 on the attention projections, merged before saving; ~4x faster per step on CPU) "
+                   "or a full fine-tune.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--db", default=None, help=DB_HELP)
+def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, lora, seed, db) -> None:
+    """Fine-tune a small causal LM on BPO pairs (CPU, batch size 1), printing the loss as it goes."""
+    from promptopt.optimizer.bpo_pairs import read_chat_pairs
+    from promptopt.optimizer.bpo_rewriter import train_rewriter
+
+    if pairs_file:
+        try:
+            data = read_chat_pairs(pairs_file)
+        except CaseFileError as error:
+            raise click.ClickException(f"cannot read the pairs:\n{error}") from None
+    else:
+        data = [(r.original, r.optimized) for r in Store(db).bpo_pairs(run_id)]
+    if not data:
+        raise click.ClickException("no kept pairs to train on (see `promptopt bpo pairs list --all`)")
+    try:
+        result = train_rewriter(data, output_dir, base=base, steps=steps, epochs=epochs, lr=lr,
+                                max_length=max_length, lora=lora, seed=seed, progress=_progress(False))
+    except (RuntimeError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"start loss {result.start_loss:.4f}, end loss {result.end_loss:.4f} after {result.steps} steps "
+               f"({result.seconds:.0f}s); rewriter saved to {result.output_dir}")
+
+
+@bpo.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the rewrite here (aggressive mode: FILE.1.EXT, FILE.2.EXT ...); default: stdout.")
+@click.option("--rewriter", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Fine-tuned rewriter directory; default: the prompted rewriter on --optimizer-model.")
+@_optimizer_options
+@click.option("--mode", type=click.Choice(sorted(MODES)), default="stable", show_default=True,
+              help="stable: one rewrite at low temperature; aggressive: several at a higher one (all valid ones "
+                   "are written: choosing among them needs cases, which `promptopt run --strategy bpo` has).")
+@click.option("--samples", type=click.IntRange(1), default=None, help="Rewrites in aggressive mode [default: 4].")
+@click.option("--demonstrations", type=click.IntRange(0), default=2, show_default=True,
+              help="Stored pairs shown to the prompted rewriter.")
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True,
+              help="Longest rewrite the model may write.")
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False), default=None,
+              help="Tools every rewrite must still name where FILE names them [default: the bundled task's].")
+@click.option("--db", default=None, help=DB_HELP)
+def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimizer_api_key, config_file, mode,
+            samples, demonstrations, max_tokens, tools_file, db) -> None:
+    """Rewrite the system prompt in FILE with a BPO rewriter; invalid rewrites (protected region edited, a tool
+    dropped, too long) are refused."""
+    from promptopt.optimizer.bpo_rewriter import Mode, load_rewriter, prompted_rewriter
+    from promptopt.optimizer.candidates import validation_problem
+    from promptopt.tasks.tool_routing import ToolRoutingTask
+
+    original = Path(file).read_text(encoding="utf-8")
+    names = ToolRoutingTask(tools=load_tools(tools_file) if tools_file else bundled_task("tool-routing").tools).tool_names
+    if rewriter:
+        chosen = load_rewriter(rewriter)
+    else:
+        try:
+            model = load_optimizer(optimizer_model, optimizer_base_url, optimizer_api_key, config_file)
+        except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
+            raise click.ClickException(str(error)) from None
+        stored = [(r.original, r.optimized) for r in Store(db).bpo_pairs()]
+        chosen = prompted_rewriter(model, stored, original, demonstrations)
+    settings = MODES[mode] if mode == "stable" else Mode(samples or MODES[mode].samples, MODES[mode].temperature)
+    texts, problems = [], []
+    for completion in chosen.rewrite(original, settings, max_tokens):
+        problem = completion.error or validation_problem(completion.text, original, names)
+        if problem:
+            problems.append(problem)
+        elif completion.text not in texts:
+            texts.append(completion.text)
+    for problem in problems:
+        click.echo(f"rewrite refused: {problem}", err=True)
+    if not texts:
+        raise click.ClickException(f"no valid rewrite from the {chosen.kind} rewriter ({len(problems)} refused)")
+    if output and len(texts) == 1:
+        Path(output).write_text(texts[0], encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    elif output:
+        target = Path(output)
+        for index, text in enumerate(texts, start=1):
+            target.with_suffix(f".{index}{target.suffix}").write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(texts)} rewrites: {target.with_suffix(f'.1{target.suffix}')} ...", err=True)
+    else:
+        for index, text in enumerate(texts, start=1):
+            if len(texts) > 1:
+                click.echo(f"--- rewrite {index} of {len(texts)}")
+            click.echo(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

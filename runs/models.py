@@ -1,4 +1,5 @@
-"""SQLAlchemy tables of the store: cases, runs and their splits, candidates, evaluations, steps, model calls."""
+"""SQLAlchemy tables of the store: cases, runs and their splits, candidates, evaluations, steps, model calls,
+BPO feedback pairs."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -124,4 +125,22 @@ class ModelCallRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BpoPairRow(Base):
+    """One BPO feedback pair: an original prompt and the optimizer model's improved version, with its analysis
+    and whether the paper's filters kept it (`rejection` says why not)."""
+
+    __tablename__ = "bpo_pairs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, nullable=True)
+    source: Mapped[str] = mapped_column(String(32))
+    original: Mapped[str] = mapped_column(Text)
+    optimized: Mapped[str] = mapped_column(Text, default="")
+    analysis: Mapped[str] = mapped_column(Text, default="")
+    kept: Mapped[bool] = mapped_column(Boolean, default=False)
+    rejection: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

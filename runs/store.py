@@ -1,4 +1,4 @@
-"""The store: every case, run, candidate, evaluation and model call, in any SQLAlchemy database.
+"""The store: every case, run, candidate, evaluation, model call and BPO pair, in any SQLAlchemy database.
 
 SQLite at `~/.promptopt/promptopt.db` by default (see `promptopt.config`). Writes happen as the run goes,
 each in its own transaction, so a killed run leaves everything up to its last step.
@@ -20,6 +20,7 @@ from promptopt.config import default_db_url
 from promptopt.models.base import CallRecord
 from promptopt.runs.models import (
     Base,
+    BpoPairRow,
     CandidateRow,
     CaseRow,
     EvaluationRow,
@@ -55,6 +56,20 @@ class EvaluationRecord:
     evaluator: str
     error: str = ""
     scores: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class BpoPairRecord:
+    """A BPO pair as pair construction hands it to the store: `kept` is False when a filter rejected it, and
+    `rejection` says which."""
+
+    source: str
+    original: str
+    optimized: str
+    analysis: str
+    kept: bool
+    rejection: str = ""
+    details: dict[str, Any] | None = None
 
 
 class Store:
@@ -228,6 +243,26 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id)))
 
+    # BPO pairs
+    def add_bpo_pairs(self, run_id: str | None, pairs: Sequence[BpoPairRecord]) -> list[int]:
+        """Store pairs (kept and rejected) in one transaction; return their ids in order."""
+        with self.session() as session, session.begin():
+            rows = [BpoPairRow(run_id=run_id, source=p.source, original=p.original, optimized=p.optimized,
+                               analysis=p.analysis, kept=p.kept, rejection=p.rejection, details=dict(p.details or {}))
+                    for p in pairs]
+            session.add_all(rows)
+            session.flush()
+            return [row.id for row in rows]
+
+    def bpo_pairs(self, run_id: str | None = None, kept_only: bool = True) -> list[BpoPairRow]:
+        """Stored BPO pairs, oldest first: one run's or all, only the kept ones unless `kept_only` is False."""
+        with self.session() as session:
+            query = select(BpoPairRow).order_by(BpoPairRow.id)
+            if run_id is not None:
+                query = query.where(BpoPairRow.run_id == run_id)
+            if kept_only:
+                query = query.where(BpoPairRow.kept.is_(True))
+            return list(session.scalars(query))
 
 
 def _add_missing_columns(engine: Engine) -> None:
