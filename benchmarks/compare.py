@@ -154,6 +154,24 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the table so far (Markdown, CSV, JSON) under `--results`; a later row replaces an earlier one for
+    the same dataset and strategy. Written after every run, so an interrupted comparison keeps its rows."""
+    latest = {(r["dataset"], r["strategy"]): r for r in rows}
+    rows = list(latest.values())
+    (args.results / "compare.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
+    (args.results / "compare.md").write_text(
+        f"Command: `{command.strip()}`; models: task {args.model}, optimizer {args.optimizer_model or args.model}; "
+        f"budget {args.budget_calls} model calls per run; seed {args.seed}; scale {args.scale}; "
+        f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(table_lines(rows)) + "\n", encoding="utf-8")
+    with open(args.results / "compare.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="tool-routing,clinc150,sgd", help=f"Any of {', '.join(DATASETS)}.")
@@ -190,6 +208,8 @@ def main() -> None:
 
     strategies = [s for s in args.strategies.split(",") if s]
     rows: list[dict[str, Any]] = []
+    earlier = json.loads((args.results / "compare.json").read_text(encoding="utf-8")) \
+        if args.append and (args.results / "compare.json").exists() else []
     started = time.perf_counter()
     for dataset in [d for d in args.datasets.split(",") if d]:
         try:
@@ -205,23 +225,10 @@ def main() -> None:
             row = run_one(dataset, strategy, inputs, args, db, backends)
             rows.append(row)
             print(f"  {table_lines([row])[-1]}", file=sys.stderr, flush=True)
+            write_results(args, earlier + rows)
 
-    if args.append and (args.results / "compare.json").exists():
-        done = {(r["dataset"], r["strategy"]) for r in rows}
-        earlier = json.loads((args.results / "compare.json").read_text(encoding="utf-8"))
-        rows = [r for r in earlier if (r["dataset"], r["strategy"]) not in done] + rows
-    (args.results / "compare.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    lines = table_lines(rows)
-    command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
-    print("\n".join(lines))
-    (args.results / "compare.md").write_text(
-        f"Command: `{command.strip()}`; models: task {args.model}, optimizer {args.optimizer_model or args.model}; "
-        f"budget {args.budget_calls} model calls per run; seed {args.seed}; scale {args.scale}; "
-        f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    with open(args.results / "compare.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = write_results(args, earlier + rows)
+    print("\n".join(table_lines(rows)))
     summary = {"wall_s": round(time.perf_counter() - started, 1), "budget_calls": args.budget_calls,
                "scale": args.scale, "verdicts": verdicts(rows),
                "rows": [{k: r.get(k) for k in ("dataset", "strategy", "seed_acc", "winner_acc", "p_value",
