@@ -50,6 +50,22 @@ def test_cached_routing_answers_repeat_without_scoring(embedded, task, tmp_path,
     assert [r.record.tokens_in for r in again] == [r.record.tokens_in for r in first]
 
 
+def test_cached_generations_repeat_per_sample_without_generating(embedded, tmp_path, monkeypatch):
+    from promptopt.models.embedded import EmbeddedModel
+    from promptopt.models.response_cache import ResponseCache
+
+    model = EmbeddedModel(model=embedded._model, tokenizer=embedded._tokenizer, cache=ResponseCache(tmp_path))
+    ask = [{"role": "user", "content": "Name a fruit."}]
+    first = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
+    monkeypatch.setattr(model, "_complete", lambda *a, **k: pytest.fail("a cached generation ran again"))
+    again = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
+    assert [c.text for c in again] == [c.text for c in first]
+    assert all(c.record.cache_hit for c in again) and not any(c.record.cache_hit for c in first)
+    monkeypatch.undo()
+    third = model.generate_many([ask], temperature=1.0, max_tokens=6, first_sample=2)
+    assert not third[0].record.cache_hit
+
+
 def test_fill_arguments_keeps_only_schema_keys(embedded, task):
     cart = next(t for t in task.tools if t["function"]["name"] == "manage_cart")
     arguments = embedded.fill_arguments(task.seed_prompt, cart, CONVERSATIONS[1])

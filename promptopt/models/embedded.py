@@ -384,17 +384,29 @@ class EmbeddedModel:
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
                       max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
         """Completions one after another; sample i of a request is drawn with its own seed, so runs repeat.
-        Sample indices start at `first_sample` (a caller that asks for one sample at a time counts them)."""
+        Sample indices start at `first_sample` (a caller that asks for one sample at a time counts them). With a
+        response cache, a request answered before (same messages, sampling and sample index) is not generated
+        again and is recorded as a cache hit."""
         completions = []
         seen: dict[str, int] = {}
         for messages in requests:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, first_sample - 1) + 1
+            request = {"backend": self.name, "weights": GGUF_FILE, "method": "generate-v1", "messages": messages,
+                       "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
+            answer = self.cache.get(request) if self.cache is not None else None
+            if answer is not None:
+                record = CallRecord(role=role, model=self.name, tokens_in=int(answer["tokens_in"]),
+                                    tokens_out=int(answer["tokens_out"]), latency_s=0.0, cache_hit=True, attempts=0)
+                completions.append(Completion(text=answer["text"], record=record))
+                continue
             began = time.perf_counter()
             seed = zlib.crc32(key.encode("utf-8")) + index
             text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature, seed)
             record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
                                 latency_s=time.perf_counter() - began)
+            if self.cache is not None:
+                self.cache.put(request, {"text": text, "tokens_in": tokens_in, "tokens_out": tokens_out})
             completions.append(Completion(text=text, record=record))
         return completions
 
