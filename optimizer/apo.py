@@ -57,10 +57,7 @@ def render_errors(cases: Sequence[Case], results: dict[int, CaseResult]) -> str:
     """Failures as the optimizer model reads them: conversation, what was chosen, what was right."""
     blocks = []
     for case in cases:
-        lines = [f"{m['role']}: {m.get('content') or ''}" for m in case.context]
-        lines.append(f"user: {case.query}")
-        lines.append(f"chosen: {results[case.id].output.name}; right: {case.expected.name}")
-        blocks.append("\n".join(lines))
+        blocks.append(f"{case.transcript()}\nchosen: {results[case.id].output.name}; right: {case.expected.name}")
     return "\n\n".join(blocks)
 
 

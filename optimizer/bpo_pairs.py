@@ -20,7 +20,7 @@ from promptopt.models.base import Completion
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, protected_regions, validation_problem
 from promptopt.optimizer.opro import TAG_CLOSE, TAG_OPEN, extract_prompt, normalized
 from promptopt.optimizer.scorer import CaseResult
-from promptopt.runs.case_import import CaseFileError, Problem
+from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
 from promptopt.runs.store import BpoPairRecord
 
 STORE_FEEDBACK, PREFERENCE_IMPORT = "store-feedback", "preference-import"
@@ -76,8 +76,8 @@ def feedback_from_results(prompt: str, cases: Sequence[Case], results: dict[int,
     for _ in range(groups if wrong else 0):
         picks_wrong = [wrong[int(i)] for i in rng.permutation(len(wrong))[:per_side]]
         picks_right = [right[int(i)] for i in rng.permutation(len(right))[:per_side]]
-        outcomes = [Outcome(_request(c), _tool(c.expected.name)) for c in picks_right]
-        outcomes += [Outcome(_request(c), _tool(c.expected.name), _tool(results[c.id].output.name))
+        outcomes = [Outcome(c.transcript(), _tool(c.expected.name)) for c in picks_right]
+        outcomes += [Outcome(c.transcript(), _tool(c.expected.name), _tool(results[c.id].output.name))
                      for c in picks_wrong]
         made.append(FeedbackGroup(prompt, STORE_FEEDBACK, outcomes,
                                   {"right_case_ids": [c.id for c in picks_right],
@@ -207,13 +207,12 @@ def _read_jsonl(path: str | Path, parse: Callable[[Any], Any], what: str) -> lis
     except (OSError, UnicodeDecodeError) as error:
         raise CaseFileError([Problem(name, None, None, f"cannot read file: {error}")]) from None
     items, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for record in jsonl_records(name, text):
+        if isinstance(record, Problem):
+            problems.append(record)
             continue
-        try:
-            value = parse(json.loads(line))
-        except json.JSONDecodeError as error:
-            value = f"invalid JSON: {error.msg} (column {error.colno})"
+        number, data = record
+        value = parse(data)
         if isinstance(value, str):
             problems.append(Problem(name, number, None, value))
         else:
@@ -223,11 +222,6 @@ def _read_jsonl(path: str | Path, parse: Callable[[Any], Any], what: str) -> lis
     if problems:
         raise CaseFileError(problems)
     return items
-
-
-def _request(case: Case) -> str:
-    lines = [f"{m['role']}: {m.get('content') or ''}" for m in case.context]
-    return "\n".join([*lines, f"user: {case.query}"])
 
 
 def _tool(name: str) -> str:

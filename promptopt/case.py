@@ -59,6 +59,11 @@ class Case:
         """The conversation as chat messages: the context, then the query as the last user turn."""
         return [*map(dict, self.context), {"role": "user", "content": self.query}]
 
+    def transcript(self) -> str:
+        """The conversation as `role: text` lines ending with the query, as optimizer models read cases."""
+        lines = [f"{m['role']}: {m.get('content') or ''}" for m in self.context]
+        return "\n".join([*lines, f"user: {self.query}"])
+
     def content_hash(self) -> str:
         """Hash of what makes a case the same case, used to dedupe re-imports."""
         payload = json.dumps(

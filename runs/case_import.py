@@ -57,7 +57,7 @@ def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
         line = raw[: error.start].count(b"\n") + 1
         raise CaseFileError([Problem(name, line, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
                                                         "save the file as UTF-8")]) from None
-    records = _csv_records(name, text) if path.suffix.lower() == ".csv" else _jsonl_records(name, text)
+    records = _csv_records(name, text) if path.suffix.lower() == ".csv" else jsonl_records(name, text)
     problems = [p for p in records if isinstance(p, Problem)]
     cases: list[Case] = []
     validator = _Validator(tools)
@@ -75,7 +75,8 @@ def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
     return cases
 
 
-def _jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    """Each non-blank line of a JSON Lines text as (line number, value), or a Problem naming the bad line."""
     records: list[tuple[int, Any] | Problem] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
