@@ -14,7 +14,7 @@ def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tup
     p = successes / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 def mcnemar_exact(fixed: int, broken: int) -> float:

@@ -47,6 +47,8 @@ def test_wilson_interval_matches_reference_values():
     lo, hi = wilson_interval(30, 100)
     assert lo == pytest.approx(0.2189, abs=1e-4) and hi == pytest.approx(0.3958, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    # plain floats, so CSV and Markdown reports print numbers rather than `np.float64(...)`
+    assert str([lo, hi]).startswith("[0.2189")
 
 
 def test_exact_mcnemar():
