@@ -4,6 +4,7 @@ the one evaluator a run uses."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Sequence
@@ -84,14 +85,18 @@ BUILT_INS = {
 
 
 def available() -> dict[str, EvaluatorInfo]:
-    """Every evaluator that can be named: built-ins first, then plugins (a built-in name cannot be taken)."""
+    """Every evaluator that can be named: built-ins first, then plugins. A plugin cannot take a built-in's name:
+    it is left out with a warning that names its distribution, so its author learns why it never runs."""
     found = {name: EvaluatorInfo(name, BUILT_IN, description, build)
              for name, (description, build) in BUILT_INS.items()}
     for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if entry.name in found:
-            continue
         dist = getattr(entry, "dist", None)
         source = f"{dist.metadata['Name']} {dist.version}" if dist is not None else entry.value
+        if entry.name in found:
+            warnings.warn(f"evaluator {entry.name!r} from {source} ({entry.value}) is ignored: "
+                          f"{found[entry.name].source} already has that name; register it under another name",
+                          stacklevel=2)
+            continue
         found[entry.name] = EvaluatorInfo(entry.name, source, _describe_plugin(entry), _plugin_builder(entry))
     return found
 

@@ -24,6 +24,7 @@ PLUGIN = {
 
         [project.entry-points."promptopt.evaluators"]
         polite = "promptopt_polite:Polite"
+        tool_call = "promptopt_polite:Polite"
     """,
     "promptopt_polite.py": '''
         class Polite:
@@ -72,11 +73,13 @@ def plugin_python(tmp_path_factory):
 
 def test_plugin_is_listed_by_name_with_its_distribution_and_scores_cases(plugin_python):
     listing = subprocess.run([str(plugin_python), "-m", "promptopt.cli", "evaluators", "list", "--json"],
-                             check=True, capture_output=True, text=True).stdout
-    found = {e["name"]: e for e in json.loads(listing)}
+                             check=True, capture_output=True, text=True)
+    found = {e["name"]: e for e in json.loads(listing.stdout)}
     assert found["polite"]["source"] == "promptopt-polite 0.3.0"
     assert found["polite"]["description"] == "The reply asks nicely: please or 请."
+    # the plugin's second entry point wants a built-in's name: the built-in stays, and the user is told why
     assert found["tool_call"]["source"] == "built-in"
+    assert "evaluator 'tool_call' from promptopt-polite 0.3.0 (promptopt_polite:Polite) is ignored" in listing.stderr
     scored = subprocess.run([str(plugin_python), "-c", SCORE_A_CASE], check=True, capture_output=True, text=True)
     assert json.loads(scored.stdout) == [{"polite": 1.0, "tool_name": 1.0}, {"polite": 0.0, "tool_name": 1.0}]
 
