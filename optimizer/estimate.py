@@ -1,8 +1,9 @@
-"""What a run will cost before it starts (`promptopt run --estimate`): task-model calls, tokens and dollars.
+"""What a run will cost before it starts (`promptopt run --estimate`): model calls, tokens and dollars.
 
 Calls are an upper bound from the split sizes, the loop's fixed work (seed on the training sample and on
 validation, the best candidate of each step on validation, seed and winner on test) and the strategy's own
-`expected_calls`. Tokens are rough: about four characters per token for ASCII text and one per other character
+`expected_calls`, plus the calls evaluators make per scored case (an LLM judge: one), which the run's budget
+counts too. Tokens are rough: about four characters per token for ASCII text and one per other character
 (Chinese), for the system prompt, the tool schemas (sent with every API call) and each case's messages."""
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from promptopt.optimizer.loop import RunConfig
 from promptopt.optimizer.strategy import Strategy
 
 REPLY_TOKENS = 20
+JUDGE_REPLY_TOKENS = 60
 
 
 @dataclass(frozen=True)
 class Estimate:
     calls: int
+    """All model calls the budget counts: the task model's and the evaluators' (`judge_calls`)."""
+    judge_calls: int
     tokens_in: int
     tokens_out: int
     cost_usd: float
@@ -37,15 +41,23 @@ def rough_tokens(text: str) -> int:
 
 
 def estimate_run(config: RunConfig, strategy: Strategy, cases: Sequence[Case], split_sizes: dict[str, int],
-                 seed_prompt: str, tools: list[dict[str, Any]], prices: PriceTable) -> Estimate:
-    """Upper-bound calls and rough tokens and cost of a run with `config` over `cases`."""
+                 seed_prompt: str, tools: list[dict[str, Any]], prices: PriceTable,
+                 judge_calls_per_case: int = 0, judge_prompt_tokens: int = 0) -> Estimate:
+    """Upper-bound calls and rough tokens and cost of a run with `config` over `cases`; an evaluator that calls a
+    model `judge_calls_per_case` times per scored case (with instructions of `judge_prompt_tokens`) adds those
+    calls, priced at the judge model (else the task model)."""
     n_train, n_val, n_test = split_sizes["train"], split_sizes["val"], split_sizes["test"]
-    calls = (min(config.seed_train_sample, n_train) + n_val + config.steps * n_val + 2 * n_test
-             + strategy.expected_calls(n_train, config.steps))
+    task_calls = (min(config.seed_train_sample, n_train) + n_val + config.steps * n_val + 2 * n_test
+                  + strategy.expected_calls(n_train, config.steps))
     per_case = sum(rough_tokens(c.query) + sum(rough_tokens(m.get("content") or "") for m in c.context)
                    for c in cases) / max(len(cases), 1)
     per_call = rough_tokens(seed_prompt) + rough_tokens(json.dumps(tools, ensure_ascii=False)) + per_case
-    tokens_in, tokens_out = int(calls * per_call), calls * REPLY_TOKENS
-    return Estimate(calls=calls, tokens_in=tokens_in, tokens_out=tokens_out,
-                    cost_usd=prices.cost(config.model, tokens_in, tokens_out),
-                    price_known=prices.price(config.model) is not None)
+    task_in, task_out = int(task_calls * per_call), task_calls * REPLY_TOKENS
+    judge_calls = task_calls * judge_calls_per_case
+    judge_in, judge_out = int(judge_calls * (judge_prompt_tokens + per_case)), judge_calls * JUDGE_REPLY_TOKENS
+    judge_model = config.judge_model or config.model
+    price_known = prices.price(config.model) is not None and (not judge_calls or prices.price(judge_model) is not None)
+    return Estimate(calls=task_calls + judge_calls, judge_calls=judge_calls, tokens_in=task_in + judge_in,
+                    tokens_out=task_out + judge_out,
+                    cost_usd=prices.cost(config.model, task_in, task_out) + prices.cost(judge_model, judge_in, judge_out),
+                    price_known=price_known)

@@ -7,13 +7,13 @@ from typing import Any, Callable, Sequence
 
 from promptopt.case import Case
 from promptopt.config import load_config
-from promptopt.evaluators.base import Evaluator
-from promptopt.evaluators.judge import load_rubric
+from promptopt.evaluators.base import Evaluator, model_calls_per_case
+from promptopt.evaluators.judge import DEFAULT_RUBRIC, JUDGE_INSTRUCTIONS, load_rubric
 from promptopt.evaluators.registry import EvaluatorSettings, build_evaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.optimizer import default_steps, make_strategy
-from promptopt.optimizer.estimate import Estimate, estimate_run
+from promptopt.optimizer.estimate import Estimate, estimate_run, rough_tokens
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import split_cases
 from promptopt.runs.case_import import read_cases
@@ -202,10 +202,16 @@ def estimate(
     model: str | None = None,
     base_url: str | None = None,
     config_file: str | Path | None = None,
+    evaluators: Sequence[Any] | None = None,
+    all_must_pass: bool = False,
+    pattern: str | None = None,
+    rubric: str | Path | None = None,
+    judge_model: str | None = None,
+    judge_base_url: str | None = None,
     **strategy_options: Any,
 ) -> Estimate:
-    """Expected task-model calls, tokens and dollars of the same `optimize` call, without calling any model or
-    writing to the store (case files are still validated)."""
+    """Expected model calls (the task model's and a judge's), tokens and dollars of the same `optimize` call,
+    without calling any model or writing to the store (case files are still validated)."""
     steps = steps if steps is not None else default_steps(strategy)
     values = dict(steps=steps, seed=seed, strategy_options=strategy_options)
     setup = _setup(task, cases, prompt, tools, strategy, model, base_url, None, None, None, None, config_file, values,
@@ -215,5 +221,14 @@ def estimate(
     numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
     splits = split_cases(numbered, seed, setup.config.splits)
     sizes = {name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")}
+    rubric_text = load_rubric(rubric)
+    # built only to count its model calls: the judge gets no model, since an estimate calls none
+    counted = build_evaluator(evaluators, EvaluatorSettings(tools=setup.tools, pattern=pattern, rubric=rubric_text,
+                                                            judge_model=lambda: None), all_must_pass)
+    judge_calls = model_calls_per_case(counted)
+    if judge_calls:
+        setup.config.judge_model = resolve_model_settings("judge_model", judge_model, judge_base_url, None,
+                                                          load_config(config_file), require_key=False).model
+    judge_tokens = rough_tokens(JUDGE_INSTRUCTIONS.format(rubric=rubric_text or DEFAULT_RUBRIC)) if judge_calls else 0
     return estimate_run(setup.config, make_strategy(strategy, strategy_options), numbered, sizes, setup.seed_prompt,
-                        setup.tools, setup.prices)
+                        setup.tools, setup.prices, judge_calls, judge_tokens)

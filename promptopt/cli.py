@@ -179,7 +179,8 @@ def main() -> None:
               help="Language of the task, used for the optimizer model's instructions [default: en].")
 @click.option("--db", default=None, help=DB_HELP)
 @click.option("--estimate", is_flag=True,
-              help="Print the expected model calls, tokens and cost of this run, then stop without calling any model.")
+              help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
+                   "without calling any model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
 @click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model, base_url, api_key, optimizer_model,
@@ -223,7 +224,9 @@ def run(task, case_files, prompt_file, tools_file, strategy, steps, seed, model,
         if estimate:
             expected = estimate_run(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
                                     strategy=strategy, steps=steps, seed=seed, model=model, base_url=base_url,
-                                    config_file=config_file, **options)
+                                    config_file=config_file, evaluators=list(evaluator_specs) or None,
+                                    all_must_pass=all_must_pass, pattern=pattern, rubric=rubric,
+                                    judge_model=judge_model, judge_base_url=judge_base_url, **options)
             _print_estimate(expected, model or "the task model", as_json)
             return
         result = optimize(task=task, cases=case_files or None, prompt=prompt_file, tools=tools_file,
@@ -263,7 +266,8 @@ def _print_estimate(expected, model: str, as_json: bool) -> None:
         click.echo(json.dumps(expected.to_json()))
         return
     cost = f"${expected.cost_usd:.4f}" if expected.price_known else f"unknown (no price for {model}; see --config)"
-    click.echo(f"expected task-model calls: at most {expected.calls}\n"
+    judged = f" ({expected.judge_calls} of them the judge's)" if expected.judge_calls else ""
+    click.echo(f"expected model calls: at most {expected.calls}{judged}\n"
                f"tokens: about {expected.tokens_in} in, {expected.tokens_out} out\n"
                f"cost at list price: {cost}")
 

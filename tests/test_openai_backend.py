@@ -288,3 +288,18 @@ def test_estimate_prints_calls_tokens_and_cost_without_calling_anything(case_fil
     estimate = json.loads(result.output.strip().splitlines()[-1])
     assert estimate["calls"] > 100 and estimate["tokens_in"] > estimate["calls"] * 100
     assert estimate["cost_usd"] > 0 and estimate["price_known"]
+    assert estimate["judge_calls"] == 0
+
+
+def test_estimate_counts_a_judges_calls_as_the_budget_does(case_file):
+    """A judge scores every case the task model answers, so it doubles the calls the budget will count."""
+    base = ["run", "--cases", str(case_file), "--model", "gpt-4o-mini", "--estimate", "--json"]
+    plain = json.loads(CliRunner().invoke(main, base, env={"OPENAI_API_KEY": ""}).output.strip().splitlines()[-1])
+    result = CliRunner().invoke(main, [*base, "--evaluator", "tool_name", "--evaluator", "judge",
+                                       "--judge-model", "gpt-4o"], env={"OPENAI_API_KEY": ""})
+    assert result.exit_code == 0, result.output
+    judged = json.loads(result.output.strip().splitlines()[-1])
+    assert judged["judge_calls"] == plain["calls"] and judged["calls"] == 2 * plain["calls"]
+    assert judged["tokens_in"] > plain["tokens_in"] and judged["cost_usd"] > plain["cost_usd"]
+    text = CliRunner().invoke(main, [*base[:-1], "--evaluator", "judge"], env={"OPENAI_API_KEY": ""})
+    assert f"expected model calls: at most {2 * plain['calls']} ({plain['calls']} of them the judge's)" in text.output
