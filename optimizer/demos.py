@@ -14,6 +14,7 @@ from typing import Sequence
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.scorer import accuracy
+from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 EXAMPLES_HEADER = "## Examples"
@@ -134,20 +135,7 @@ class DemosStrategy:
 
     def _sample(self, context: SearchContext, excluded: set[int]) -> list[Case]:
         """A stratified sample of training cases that are not demos in any candidate of this step."""
-        pool = [c for c in context.train if c.id not in excluded]
-        if len(pool) <= self.train_sample:
-            return pool
-        by_tool: dict[str, list[Case]] = defaultdict(list)
-        for case in pool:
-            by_tool[case.expected.name].append(case)
-        share = self.train_sample / len(pool)
-        sample: list[Case] = []
-        for tool in sorted(by_tool):
-            group = by_tool[tool]
-            count = max(1, int(round(share * len(group))))
-            picks = context.rng.choice(len(group), size=min(count, len(group)), replace=False)
-            sample.extend(group[i] for i in sorted(picks))
-        return sample
+        return stratified_sample([c for c in context.train if c.id not in excluded], self.train_sample, context.rng)
 
     @staticmethod
     def _rationale(confusions: Counter) -> str:

@@ -24,7 +24,7 @@ from promptopt.case import Case
 from promptopt.config import home_dir
 from promptopt.optimizer.budget import BudgetExhausted
 from promptopt.optimizer.candidates import PROTECTED, Candidate, protected_regions
-from promptopt.optimizer.loop import _stratified
+from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.scorer import CaseResult, accuracy
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
@@ -81,7 +81,7 @@ class DspyStrategy:
         base = incumbent.details.get("base_prompt", incumbent.prompt)
         editable = PROTECTED.sub("", base).strip()
         render = prompt_renderer(editable, base, protected_regions(base))
-        pool = _stratified(context.train, self.train_sample, context.rng)
+        pool = stratified_sample(context.train, self.train_sample, context.rng)
         trials = _Trials(context, step, self.name, {render(editable, []): incumbent.id})
         evaluator = CaseEvaluator({c.id: c for c in pool}, render, trials.score_case)
         engine = OptimizerEngine(trials.ask, self.temperature, self.reply_tokens)

@@ -14,7 +14,7 @@ from promptopt.optimizer.acceptance import decide
 from promptopt.optimizer.budget import Budget, BudgetExhausted
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
-from promptopt.optimizer.splits import split_cases
+from promptopt.optimizer.splits import split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
@@ -99,7 +99,7 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
     incumbent, step = seed, 0
     incumbent_val: dict[int, CaseResult] = {}
     try:
-        material = _stratified(train, config.seed_train_sample, rng)
+        material = stratified_sample(train, config.seed_train_sample, rng)
         incumbent_train: dict[int, CaseResult] = scorer.score(seed.id, seed.prompt, material, "seed train")
         incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
         store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt")
@@ -140,11 +140,3 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
         store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"budget exhausted: {error}")
     return incumbent
 
-
-def _stratified(cases: list[Case], size: int, rng: np.random.Generator) -> list[Case]:
-    """Up to `size` cases, sampled in proportion to their expected tool."""
-    if len(cases) <= size:
-        return list(cases)
-    order = sorted(range(len(cases)), key=lambda i: (cases[i].expected.name, rng.random()))
-    step = len(cases) / size
-    return [cases[order[int(k * step)]] for k in range(size)]

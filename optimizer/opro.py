@@ -15,13 +15,13 @@ exemplars. The meta-prompt of every step is stored with the step.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate, protected_regions
 from promptopt.optimizer.scorer import accuracy
+from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 TAG_OPEN, TAG_CLOSE = "<PROMPT>", "</PROMPT>"
@@ -193,15 +193,5 @@ class OproStrategy:
     def _training_subset(self, context: SearchContext) -> list[Case]:
         """One stratified training subset, fixed for the whole run so scores are comparable across steps."""
         if self._subset is None:
-            by_tool: dict[str, list[Case]] = defaultdict(list)
-            for case in context.train:
-                by_tool[case.expected.name].append(case)
-            share = min(1.0, self.train_sample / max(len(context.train), 1))
-            subset: list[Case] = []
-            for tool in sorted(by_tool):
-                group = by_tool[tool]
-                count = min(len(group), max(1, int(round(share * len(group)))))
-                picks = context.rng.choice(len(group), size=count, replace=False)
-                subset.extend(group[int(i)] for i in sorted(picks))
-            self._subset = subset
+            self._subset = stratified_sample(context.train, self.train_sample, context.rng)
         return self._subset

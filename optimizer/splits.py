@@ -1,4 +1,5 @@
-"""Seeded train/validation/test splits, stratified by expected tool so every split sees every tool."""
+"""Seeded train/validation/test splits, and samples within a split, stratified by expected tool so every split
+and every sample sees every tool."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -37,3 +38,20 @@ def split_cases(cases: Sequence[Case], seed: int, fractions: tuple[float, float,
                 assignment[case_id] = split
             start += count
     return assignment
+
+
+def stratified_sample(cases: Sequence[Case], size: int, rng: np.random.Generator) -> list[Case]:
+    """About `size` of `cases`, each expected tool in proportion but at least once, in their given order (all of
+    them when there are no more than `size`)."""
+    if len(cases) <= size:
+        return list(cases)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, case in enumerate(cases):
+        groups[case.expected.name].append(index)
+    share = size / len(cases)
+    chosen: list[int] = []
+    for tool in sorted(groups):
+        members = groups[tool]
+        count = min(len(members), max(1, int(round(share * len(members)))))
+        chosen.extend(members[int(i)] for i in rng.choice(len(members), size=count, replace=False))
+    return [cases[i] for i in sorted(chosen)]

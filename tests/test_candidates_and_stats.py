@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from promptopt.case import Case, ToolCall
 from promptopt.optimizer.candidates import strip_markers, validation_problem
-from promptopt.optimizer.splits import split_cases
+from promptopt.optimizer.splits import split_cases, stratified_sample
 from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
 
 TOOLS = ["get_order_status", "find_stores"]
@@ -41,6 +42,17 @@ def test_splits_are_seeded_and_stratified():
     counts = Counter((c.expected.name, first[c.id]) for c in cases)
     for tool in ("a", "b", "none"):
         assert (counts[(tool, "train")], counts[(tool, "val")], counts[(tool, "test")]) == (20, 10, 10)
+
+
+def test_training_samples_keep_every_tool_even_a_rare_one():
+    """The samples strategies score on: each tool in proportion, a tool with two cases still present."""
+    cases = [Case(query=f"q{i}", expected=ToolCall("none" if i < 60 else "a" if i < 98 else "rare"), id=i)
+             for i in range(100)]
+    sample = stratified_sample(cases, 20, np.random.default_rng(3))
+    assert Counter(c.expected.name for c in sample) == {"none": 12, "a": 8, "rare": 1}
+    assert [c.id for c in sample] == sorted(c.id for c in sample)
+    assert sample == stratified_sample(cases, 20, np.random.default_rng(3))
+    assert stratified_sample(cases[:15], 20, np.random.default_rng(3)) == cases[:15]
 
 
 def test_wilson_interval_matches_reference_values():

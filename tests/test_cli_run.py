@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from promptopt.cli import main

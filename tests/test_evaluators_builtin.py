@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from promptopt.api import optimize
 from promptopt.case import Case, ToolCall
 from promptopt.cli import main
-from promptopt.evaluators import (AllMustPass, EvaluatorError, EvaluatorSettings, JsonSchemaEvaluator, Score,
+from promptopt.evaluators import (AllMustPass, EvaluatorError, EvaluatorSettings, JsonSchemaEvaluator,
                                   TextEvaluator, ToolCallEvaluator, UnknownEvaluator, WeightedEvaluator,
                                   build_evaluator)
 from promptopt.evaluators.tool_call import iso_date

@@ -9,7 +9,6 @@ from promptopt.models.base import CallRecord, Routed
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.demos import EXAMPLES_HEADER, DemosStrategy
 from promptopt.optimizer.loop import RunConfig, run_optimization
-from promptopt.optimizer.strategy import Proposal
 from promptopt.runs.export import export_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask
 

@@ -20,7 +20,6 @@ from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy
 from promptopt.models.settings import ModelSettingsError
 from promptopt.runs.case_import import read_cases
-from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer, FaultPlan
 from tests.conftest import write_jsonl

@@ -192,7 +192,7 @@ class OpenAICompatibleModel:
             return Reply(message=_first_message(cached), record=record)
         payload = {k: v for k, v in request.items() if not k.startswith("_")}
         started = time.perf_counter()
-        attempt, error = 0, None
+        attempt = 0
         async with self._limit():
             while True:
                 attempt += 1
@@ -203,7 +203,6 @@ class OpenAICompatibleModel:
                     message = _first_message(body)
                     break
                 except Exception as failure:  # the SDK's errors, and bodies that are not what they claim
-                    error = failure
                     if attempt >= self.retry.attempts or not is_retryable(failure):
                         latency = time.perf_counter() - started
                         record = CallRecord(role=role, model=self.name, tokens_in=0, tokens_out=0, latency_s=latency,
