@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from promptopt.case import Case
 from promptopt.config import home_dir
 from promptopt.optimizer.budget import BudgetExhausted
 from promptopt.optimizer.candidates import PROTECTED, Candidate, protected_regions
-from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.scorer import CaseResult, accuracy
+from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 INSTALL_HINT = "the DSPy strategies need DSPy: pip install dspy (or pip install 'promptopt[dspy]')"
@@ -40,6 +41,21 @@ def import_dspy() -> Any:
     except ImportError as error:
         raise RuntimeError(INSTALL_HINT) from error
     return dspy
+
+
+@contextlib.contextmanager
+def dspy_output_hidden() -> Any:
+    """Keep DSPy's own output (its INFO log of trials, warnings about its proposer's inputs, progress bars and
+    prints) off the terminal while it runs: promptopt reports each step itself and stores DSPy's figures in the
+    step's notes. Its errors still end the step with their message."""
+    logger = logging.getLogger("dspy")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def gepa_missing() -> bool:
@@ -94,7 +110,7 @@ class DspyStrategy:
         failure = ""
         program = None
         try:
-            with dspy.context(lm=lm, max_errors=1), open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            with dspy.context(lm=lm, max_errors=1), dspy_output_hidden():
                 program = self._compile(dspy, RoutingProgram(editable, evaluator), examples, train, val,
                                         int(context.rng.integers(2**31)), lm)
         except BudgetExhausted:

@@ -125,9 +125,12 @@ def test_bootstrap_selects_training_demos_rendered_like_the_demos_strategy(store
 
 
 @pytest.mark.parametrize("strategy", sorted(name for name in STRATEGIES if name.startswith("dspy-")))
-def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, cases, strategy):
+def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, cases, strategy, capfd):
     report = run(store, cases, strategy)
     assert report["status"] == "finished"
+    # DSPy's own trial log and progress bars stay off the terminal; the step's notes keep its figures
+    printed = capfd.readouterr()
+    assert "dspy" not in printed.err + printed.out and "it/s" not in printed.err
     exported = export_prompt(store, report["run_id"], "md")
     assert rescored(store, report["run_id"], exported, TeachableRouter(cases), TOOLS) == \
         report["winner"]["test_accuracy"]
