@@ -10,7 +10,8 @@ calls, tokens and wall time, all read from the run's report. Prints a table, wri
 `--append` adds rows to an earlier comparison in the same results folder (a strategy installed later, say).
 `--scale small` (default) shrinks each strategy's per-step work (samples, reply length, beam) so the whole
 comparison fits in an hour on 2 cores with the embedded model (measured: 37 minutes at the defaults);
-`--scale paper` keeps each strategy's own defaults, for a capable endpoint (`--model`, `--optimizer-model`, `--base-url`, `--optimizer-base-url`).
+`--scale paper` keeps each strategy's own defaults, for a capable endpoint (`--model`, `--optimizer-model`,
+`--base-url`, `--optimizer-base-url`).
 Runs share one response cache under the results folder, so identical calls (every strategy scores the same
 seed prompt) are answered once; model calls are counted whether cached or not, so the figures stay
 comparable, but later rows' wall times benefit.
