@@ -57,7 +57,6 @@ def estimate_run(config: RunConfig, strategy: Strategy, cases: Sequence[Case], s
     judge_in, judge_out = int(judge_calls * (judge_prompt_tokens + per_case)), judge_calls * JUDGE_REPLY_TOKENS
     judge_model = config.judge_model or config.model
     price_known = prices.price(config.model) is not None and (not judge_calls or prices.price(judge_model) is not None)
+    cost = prices.cost(config.model, task_in, task_out) + prices.cost(judge_model, judge_in, judge_out)
     return Estimate(calls=task_calls + judge_calls, judge_calls=judge_calls, tokens_in=task_in + judge_in,
-                    tokens_out=task_out + judge_out,
-                    cost_usd=prices.cost(config.model, task_in, task_out) + prices.cost(judge_model, judge_in, judge_out),
-                    price_known=price_known)
+                    tokens_out=task_out + judge_out, cost_usd=cost, price_known=price_known)
