@@ -4,11 +4,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from promptopt.optimizer.apo import ApoStrategy
-from promptopt.optimizer.bpo import BpoStrategy
-from promptopt.optimizer.demos import DemosStrategy
-from promptopt.optimizer.dspy_bridge import DSPY_STRATEGIES
-from promptopt.optimizer.opro import OproStrategy
+from promptopt.optimizer.strategies.apo import ApoStrategy
+from promptopt.optimizer.strategies.bpo import BpoStrategy
+from promptopt.optimizer.strategies.demos import DemosStrategy
+from promptopt.optimizer.strategies.dspy import DSPY_STRATEGIES
+from promptopt.optimizer.strategies.opro import OproStrategy
 from promptopt.optimizer.strategy import Strategy
 
 STRATEGIES = {"demos": DemosStrategy, "opro": OproStrategy, "apo": ApoStrategy, "bpo": BpoStrategy,

@@ -13,11 +13,11 @@ from promptopt.evaluators.registry import EvaluatorError
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer import STRATEGIES, make_strategy, strategy_parameters
-from promptopt.optimizer.demos import DemosStrategy
+from promptopt.optimizer.strategies.demos import DemosStrategy
 from promptopt.optimizer.bandits import ALGORITHMS as BANDITS
-from promptopt.optimizer.bpo import BpoStrategy
-from promptopt.optimizer.bpo_rewriter import MODES
-from promptopt.optimizer.opro import META_TEXT, OproStrategy
+from promptopt.optimizer.strategies.bpo import BpoStrategy
+from promptopt.optimizer.strategies.bpo.rewriter import MODES
+from promptopt.optimizer.strategies.opro import META_TEXT, OproStrategy
 from promptopt.optimizer.loop import RunConfig
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.export import FORMATS, export_prompt
@@ -527,7 +527,7 @@ def list_pairs(run_id, with_rejected, db) -> None:
 @click.option("--db", default=None, help=DB_HELP)
 def export_pairs(output, run_id, db) -> None:
     """Kept pairs as JSON Lines in chat format (system, user: original, assistant: optimized)."""
-    from promptopt.optimizer.bpo_pairs import export_jsonl
+    from promptopt.optimizer.strategies.bpo.pairs import export_jsonl
 
     rows = Store(db).bpo_pairs(run_id)
     text = export_jsonl([(r.original, r.optimized) for r in rows])
@@ -548,7 +548,7 @@ def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, c
     """Turn preference data into pairs: FILE holds one {"prompt", "good", "bad"} object a line (optional
     "request"); the optimizer model analyses each and writes an improved prompt; pairs are filtered and stored.
     A file with any problem imports nothing."""
-    from promptopt.optimizer.bpo_pairs import construct_pairs, read_preferences
+    from promptopt.optimizer.strategies.bpo.pairs import construct_pairs, read_preferences
 
     try:
         groups = read_preferences(file)
@@ -595,8 +595,8 @@ def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, c
 @click.option("--db", default=None, help=DB_HELP)
 def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, lora, seed, db) -> None:
     """Fine-tune a small causal LM on BPO pairs (CPU, batch size 1), printing the loss as it goes."""
-    from promptopt.optimizer.bpo_pairs import read_chat_pairs
-    from promptopt.optimizer.bpo_rewriter import train_rewriter
+    from promptopt.optimizer.strategies.bpo.pairs import read_chat_pairs
+    from promptopt.optimizer.strategies.bpo.rewriter import train_rewriter
 
     if pairs_file:
         try:
@@ -638,7 +638,7 @@ def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimiz
             samples, demonstrations, max_tokens, tools_file, db) -> None:
     """Rewrite the system prompt in FILE with a BPO rewriter; invalid rewrites (protected region edited, a tool
     dropped, too long) are refused."""
-    from promptopt.optimizer.bpo_rewriter import Mode, load_rewriter, prompted_rewriter
+    from promptopt.optimizer.strategies.bpo.rewriter import Mode, load_rewriter, prompted_rewriter
     from promptopt.optimizer.candidates import validation_problem
     from promptopt.tasks.tool_routing import ToolRoutingTask
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from promptopt.case import Case, ToolCall
 from promptopt.config import default_db_url
 from promptopt.models.base import CallRecord
-from promptopt.runs.models import (
+from promptopt.runs.tables import (
     Base,
     BpoPairRow,
     CandidateRow,

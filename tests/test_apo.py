@@ -7,7 +7,7 @@ import pytest
 
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Completion
-from promptopt.optimizer.apo import ApoStrategy, between_tags
+from promptopt.optimizer.strategies.apo import ApoStrategy, between_tags
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.test_opro import SEED, TOOLS, RuleRouter, cases  # noqa: F401  (cases is a fixture)

@@ -11,13 +11,13 @@ from sqlalchemy import select
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Completion
-from promptopt.optimizer.bpo import BpoStrategy
-from promptopt.optimizer.bpo_pairs import (REWRITER_SYSTEM, export_jsonl, pair_rejection, read_chat_pairs,
+from promptopt.optimizer.strategies.bpo import BpoStrategy
+from promptopt.optimizer.strategies.bpo.pairs import (REWRITER_SYSTEM, export_jsonl, pair_rejection, read_chat_pairs,
                                            read_preferences, split_reply)
-from promptopt.optimizer.bpo_rewriter import Rewriter, retrieve
+from promptopt.optimizer.strategies.bpo.rewriter import Rewriter, retrieve
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.runs.case_import import CaseFileError
-from promptopt.runs.models import ModelCallRow
+from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.conftest import write_jsonl
@@ -178,7 +178,7 @@ def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypa
         name = "rewriter:scripted"
 
     rewriter_model = FineTuned(analyses=[], rewrites=[prompt_with(2, 5)])
-    monkeypatch.setattr("promptopt.optimizer.bpo.load_rewriter",
+    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.load_rewriter",
                         lambda path: Rewriter("fine-tuned", rewriter_model, source=str(path)))
     script = BpoScript(analyses=[tagged(prompt_with(1))], rewrites=[])
     report = run_bpo(store, cases, script, feedback_groups=1, rewriter="some/dir")

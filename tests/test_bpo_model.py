@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from promptopt.api import optimize
 from promptopt.cli import main
-from promptopt.optimizer.bpo_pairs import export_jsonl
-from promptopt.optimizer.bpo_rewriter import MODES, load_rewriter
+from promptopt.optimizer.strategies.bpo.pairs import export_jsonl
+from promptopt.optimizer.strategies.bpo.rewriter import MODES, load_rewriter
 from promptopt.runs.store import Store
 from tests.test_serve import server  # noqa: F401  (a fixture)
 

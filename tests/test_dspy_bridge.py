@@ -16,11 +16,11 @@ from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.optimizer import STRATEGIES, make_strategy
 from promptopt.optimizer.budget import Budget
 from promptopt.optimizer.candidates import protected_regions
-from promptopt.optimizer.dspy_bridge import import_dspy
+from promptopt.optimizer.strategies.dspy import import_dspy
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.scorer import Scorer, accuracy
 from promptopt.runs.export import export_prompt
-from promptopt.runs.models import ModelCallRow
+from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS

@@ -9,7 +9,7 @@ from promptopt.evaluators.judge import JudgeEvaluator, parse_judgement
 from promptopt.models.openai_compat import Endpoint, OpenAICompatibleModel
 from promptopt.models.response_cache import ResponseCache
 from promptopt.runs.case_import import read_cases
-from promptopt.runs.models import ModelCallRow
+from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
 from tests.test_evaluators_builtin import ReplyRouter

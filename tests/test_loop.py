@@ -7,7 +7,7 @@ from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Routed
 from promptopt.optimizer.candidates import Candidate
-from promptopt.optimizer.demos import EXAMPLES_HEADER, DemosStrategy
+from promptopt.optimizer.strategies.demos import EXAMPLES_HEADER, DemosStrategy
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.runs.export import export_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask

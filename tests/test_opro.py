@@ -9,7 +9,7 @@ from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.optimizer.loop import RunConfig, run_optimization
-from promptopt.optimizer.opro import OproStrategy, extract_prompt
+from promptopt.optimizer.strategies.opro import OproStrategy, extract_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")

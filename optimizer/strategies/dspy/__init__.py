@@ -91,7 +91,7 @@ class DspyStrategy:
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         dspy = import_dspy()
-        from promptopt.optimizer.dspy_program import CaseEvaluator, OptimizerEngine, RoutingProgram, prompt_renderer
+        from promptopt.optimizer.strategies.dspy.program import CaseEvaluator, OptimizerEngine, RoutingProgram, prompt_renderer
 
         incumbent = context.incumbent
         base = incumbent.details.get("base_prompt", incumbent.prompt)
@@ -301,7 +301,7 @@ class DspyGepa(DspyStrategy):
 
 
 def _metric() -> Any:
-    from promptopt.optimizer.dspy_program import routing_metric
+    from promptopt.optimizer.strategies.dspy.program import routing_metric
 
     return routing_metric
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from promptopt.optimizer.bpo_pairs import construct_pairs, feedback_from_results
-from promptopt.optimizer.bpo_rewriter import MODES, Mode, Rewriter, load_rewriter, prompted_rewriter
+from promptopt.optimizer.strategies.bpo.pairs import construct_pairs, feedback_from_results
+from promptopt.optimizer.strategies.bpo.rewriter import MODES, Mode, Rewriter, load_rewriter, prompted_rewriter
 from promptopt.optimizer.candidates import Candidate
-from promptopt.optimizer.opro import normalized
+from promptopt.optimizer.strategies.opro import normalized
 from promptopt.optimizer.strategy import Proposal, SearchContext
 
 

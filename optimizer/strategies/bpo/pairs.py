@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from promptopt.case import NO_TOOL, Case
 from promptopt.models.base import Completion
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, protected_regions, validation_problem
-from promptopt.optimizer.opro import TAG_CLOSE, TAG_OPEN, extract_prompt, normalized
+from promptopt.optimizer.strategies.opro import TAG_CLOSE, TAG_OPEN, extract_prompt, normalized
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
 from promptopt.runs.store import BpoPairRecord

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.models.base import Completion, ModelBackend
-from promptopt.optimizer.bpo_pairs import REWRITER_SYSTEM, Ask, chat_example
+from promptopt.optimizer.strategies.bpo.pairs import REWRITER_SYSTEM, Ask, chat_example
 
 METADATA_FILE = "rewriter.json"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
