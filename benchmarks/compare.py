@@ -76,12 +76,13 @@ def bundled_sample(cases: int, seed: int) -> ReferenceTask:
 
 def strategy_options(name: str, scale: str) -> dict[str, Any]:
     """The options this comparison gives `name`, limited to those the strategy takes."""
-    from promptopt.optimizer import strategy_parameters
+    from promptopt.optimizer import strategy_class
 
     if scale != "small":
         return {}
     wanted = SMALL_OPTIONS.get(name, {})
-    return {k: v for k, v in wanted.items() if k in strategy_parameters(name)}
+    takes = {option.name for option in strategy_class(name).options}
+    return {k: v for k, v in wanted.items() if k in takes}
 
 
 def run_one(dataset: str, strategy: str, inputs: dict[str, Any], args: argparse.Namespace, db: str,
@@ -197,7 +198,7 @@ def main() -> None:
     os.environ.setdefault("DSPY_CACHEDIR", str(args.results / "dspy-cache"))
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from promptopt.models import load_model, resolve_model_settings
-    from promptopt.optimizer import STRATEGIES
+    from promptopt.optimizer import strategy_names
 
     task_settings = resolve_model_settings("task_model", args.model, args.base_url)
     optimizer_settings = resolve_model_settings("optimizer_model", args.optimizer_model or args.model,
@@ -219,7 +220,7 @@ def main() -> None:
             print(f"skipping {dataset}: {missing}", file=sys.stderr)
             continue
         for strategy in strategies:
-            if strategy not in STRATEGIES:
+            if strategy not in strategy_names():
                 rows.append({"dataset": dataset, "strategy": strategy, "note": "not installed"})
                 continue
             print(f"{dataset} / {strategy} ...", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ takes exactly the same path; the report says how many calls were new and what th
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterable
 
 from promptopt.models.base import CallRecord
@@ -17,15 +18,25 @@ class BudgetExhausted(RuntimeError):
     """The next piece of work would exceed the budget; the search stops with the incumbent it has."""
 
 
-class Budget:
-    """Counts model calls, tokens, dollars and elapsed seconds against their limits (None = unlimited)."""
+@dataclass(frozen=True)
+class Limits:
+    """The search's limits: model calls, wall-clock seconds, tokens (in + out) and dollars; None = unlimited."""
 
-    def __init__(self, max_calls: int | None = None, max_seconds: float | None = None,
-                 max_tokens: int | None = None, max_usd: float | None = None) -> None:
-        self.max_calls = max_calls
-        self.max_seconds = max_seconds
-        self.max_tokens = max_tokens
-        self.max_usd = max_usd
+    calls: int | None = None
+    seconds: float | None = None
+    tokens: int | None = None
+    usd: float | None = None
+
+
+class Budget:
+    """Counts model calls, tokens, dollars and elapsed seconds against their limits."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self.max_calls = limits.calls
+        self.max_seconds = limits.seconds
+        self.max_tokens = limits.tokens
+        self.max_usd = limits.usd
         self.calls = 0
         self.tokens = 0
         self.usd = 0.0

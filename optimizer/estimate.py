@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from promptopt.case import Case
 from promptopt.models.pricing import PriceTable
 from promptopt.optimizer.loop import RunConfig
-from promptopt.optimizer.strategy import Strategy
+from promptopt.optimizer.strategy import SearchSize, Strategy
 
 REPLY_TOKENS = 20
 JUDGE_REPLY_TOKENS = 60
@@ -47,8 +47,9 @@ def estimate_run(config: RunConfig, strategy: Strategy, cases: Sequence[Case], s
     model `judge_calls_per_case` times per scored case (with instructions of `judge_prompt_tokens`) adds those
     calls, priced at the judge model (else the task model)."""
     n_train, n_val, n_test = split_sizes["train"], split_sizes["val"], split_sizes["test"]
-    task_calls = (min(config.seed_train_sample, n_train) + n_val + config.steps * n_val + 2 * n_test
-                  + strategy.expected_calls(n_train, config.steps))
+    size = SearchSize(train=n_train, steps=config.steps, incumbent_sample=min(config.seed_train_sample, n_train))
+    task_calls = (size.incumbent_sample + n_val + config.steps * n_val + 2 * n_test
+                  + strategy.expected_calls(size))
     per_case = sum(rough_tokens(c.query) + sum(rough_tokens(m.get("content") or "") for m in c.context)
                    for c in cases) / max(len(cases), 1)
     per_call = rough_tokens(seed_prompt) + rough_tokens(json.dumps(tools, ensure_ascii=False)) + per_case

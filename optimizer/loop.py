@@ -11,7 +11,7 @@ from promptopt.case import Case
 from promptopt.evaluators.base import Evaluator
 from promptopt.models.base import ModelBackend
 from promptopt.optimizer.acceptance import decide
-from promptopt.optimizer.budget import Budget, BudgetExhausted
+from promptopt.optimizer.budget import Budget, BudgetExhausted, Limits
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.optimizer.splits import split_cases, stratified_sample
@@ -38,10 +38,7 @@ class RunConfig:
     seed: int = 0
     splits: tuple[float, float, float] = (0.5, 0.25, 0.25)
     seed_train_sample: int = 48
-    max_calls: int | None = None
-    max_seconds: float | None = None
-    max_tokens: int | None = None
-    max_usd: float | None = None
+    limits: Limits = field(default_factory=Limits)
     max_broken: int = 2
     alpha: float | None = None
     fill_arguments: bool = False
@@ -49,6 +46,7 @@ class RunConfig:
     judge_model: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    """The strategy's options as given (its defaults fill the rest)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +69,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
         f"test {len(by_split['test'])}")
     try:
-        budget = Budget(config.max_calls, config.max_seconds, config.max_tokens, config.max_usd)
+        budget = Budget(config.limits)
         scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
         seed = Candidate(prompt=seed_prompt, operator="seed")
         seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
@@ -108,10 +106,12 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
             context = SearchContext(
                 run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
                 tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
-                incumbent_train=incumbent_train, max_chars=config.max_chars, options=config.strategy_options,
-                optimizer_model=optimizer_model,
+                incumbent_train=incumbent_train, max_chars=config.max_chars, optimizer_model=optimizer_model,
             )
             proposals = strategy.propose(context, step)
+            for held in (p for p in proposals if p.rejection):
+                store.set_candidate_status(held.candidate.id, held.status, held.rejection)
+            proposals = [p for p in proposals if not p.rejection]
             if context.notes.get("summary"):
                 say(f"step {step}: {context.notes['summary']}")
             if not proposals:

@@ -1,23 +1,76 @@
-"""The protocol every search strategy implements, and the context the run loop hands it each step."""
+"""The protocol every search strategy implements, the small base class that gives a strategy its declared options,
+and the context the run loop hands it each step."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 
 from promptopt.case import Case
 from promptopt.models.base import Completion, ModelBackend
 from promptopt.optimizer.candidates import Candidate, validation_problem
+from promptopt.optimizer.options import Option, resolve_options
+from promptopt.optimizer.prompt_text import normalized
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.runs.store import Store
+
+
+@dataclass(frozen=True)
+class SearchSize:
+    """What a strategy's task-model calls depend on: training cases, steps, and how many training cases the
+    incumbent is scored on (the loop's seed training sample)."""
+
+    train: int
+    steps: int
+    incumbent_sample: int
+
+
+def reasons_text(reasons: Counter) -> str:
+    """` (2x reason; 1x other)`, most frequent first, or nothing."""
+    return " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common()) + ")" if reasons else ""
+
+
+@dataclass
+class Tally:
+    """What became of a step's proposals before evaluation: failed calls, duplicates, invalid (with why), scored."""
+
+    samples: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    scored: int = 0
+    reasons: Counter = field(default_factory=Counter)
+
+    def why(self) -> str:
+        return reasons_text(self.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples, "failed": self.failed, "duplicates": self.duplicates,
+                "invalid": self.invalid, "scored": self.scored, "invalid_reasons": dict(self.reasons)}
+
+
+@dataclass
+class Proposal:
+    """A registered candidate with its results on the training cases it was scored on. A strategy that holds a
+    candidate back says why in `rejection`; the engine then records it with `status` instead of validating it."""
+
+    candidate: Candidate
+    train_results: dict[int, CaseResult]
+    rejection: str = ""
+    status: str = "rejected"
+
+    @property
+    def train_accuracy(self) -> float:
+        return accuracy(self.train_results)
 
 
 @dataclass
 class SearchContext:
     """What a strategy may use: the training cases, the incumbent and its training results, the shared scorer
-    (budgeted, cached, stored), the optimizer model (through `ask_optimizer`), `register`, which validates and
-    stores each proposal, and `notes`, stored with the step (what the optimizer model was shown, say)."""
+    (budgeted, cached, stored), the optimizer model (through `ask_optimizer`), `admit` / `register`, which validate
+    and store proposals, `score_replies`, and `notes`, stored with the step (what the optimizer model was shown)."""
 
     run_id: str
     store: Store
@@ -29,18 +82,52 @@ class SearchContext:
     incumbent: Candidate
     incumbent_train: dict[int, CaseResult]
     max_chars: int
-    options: dict[str, Any]
     optimizer_model: ModelBackend | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
-    def register(self, candidate: Candidate, step: int) -> Candidate | None:
-        """Store the proposal; return it with its id if it may be evaluated, None if validation rejects it."""
+    def register(self, candidate: Candidate, step: int) -> str | None:
+        """Store the proposal (its id is set) and return why it may not be evaluated, or None when it may."""
         problem = validation_problem(candidate.prompt, self.seed_prompt, self.tool_names, self.max_chars)
         candidate.id = self.store.add_candidate(
             self.run_id, step, candidate.prompt, candidate.operator, candidate.parent_ids, candidate.rationale,
             status="invalid" if problem else "proposed", rejection=problem or "", details=candidate.details,
         )
-        return None if problem else candidate
+        return problem
+
+    def admit(self, candidates: Sequence[Candidate], step: int, seen: set[str], tally: Tally) -> list[Candidate]:
+        """The candidates that are new (not in `seen`, normalised; added to it) and valid, registered in order;
+        duplicates and invalid ones are counted in `tally`."""
+        admitted = []
+        for candidate in candidates:
+            key = normalized(candidate.prompt)
+            if key in seen:
+                tally.duplicates += 1
+                continue
+            seen.add(key)
+            problem = self.register(candidate, step)
+            if problem:
+                tally.invalid += 1
+                tally.reasons[problem.split(":")[0]] += 1
+                continue
+            admitted.append(candidate)
+        return admitted
+
+    def score_replies(self, replies: Sequence[Completion], build: Callable[[int, str], Candidate],
+                      cases: Sequence[Case], step: int, label: Callable[[int], str], seen: set[str]
+                      ) -> tuple[list[Proposal], Tally]:
+        """Optimizer replies -> candidates (`build(index, text)`) -> new, valid ones scored on `cases`, one at a
+        time, so a budget that runs out leaves no unscored candidate behind. In the order they were scored."""
+        tally = Tally(samples=len(replies))
+        proposals = []
+        for index, reply in enumerate(replies):
+            if reply.error:
+                tally.failed += 1
+                continue
+            for candidate in self.admit([build(index, reply.text)], step, seen, tally):
+                results = self.scorer.score(candidate.id, candidate.prompt, cases, label=label(index))
+                proposals.append(Proposal(candidate, results))
+                tally.scored += 1
+        return proposals, tally
 
     def ask_optimizer(self, requests: Sequence[list[dict[str, str]]], temperature: float,
                       max_tokens: int, first_sample: int = 0, model: ModelBackend | None = None) -> list[Completion]:
@@ -61,26 +148,31 @@ class SearchContext:
         return completions
 
 
-@dataclass
-class Proposal:
-    """A registered candidate with its results on the training cases it was scored on."""
-
-    candidate: Candidate
-    train_results: dict[int, CaseResult]
-
-    @property
-    def train_accuracy(self) -> float:
-        return accuracy(self.train_results)
-
-
 class Strategy(Protocol):
     """Proposes candidates for one step and returns them ranked best-first by their training score."""
 
     name: str
+    options: Sequence[Option]
+    default_steps: int
 
     def propose(self, context: SearchContext, step: int) -> Sequence[Proposal]:
         ...
 
-    def expected_calls(self, n_train: int, steps: int) -> int:
-        """Task-model calls the strategy itself makes over `steps` steps (for `--estimate`); an upper bound."""
+    def expected_calls(self, size: SearchSize) -> int:
+        """Task-model calls the strategy itself makes (for `--estimate`); an upper bound."""
         ...
+
+
+class StrategyBase:
+    """A strategy's declared `options` become attributes of the same names, from the values given or the defaults;
+    an option it does not declare is refused (`OptionError`)."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    default_steps: ClassVar[int] = 1
+    commands: ClassVar[str] = ""
+    """`module:attribute` of a click command group the strategy adds to the command line (e.g. `promptopt bpo`)."""
+
+    def __init__(self, **given: Any) -> None:
+        for name, value in resolve_options(self.name, self.options, given).items():
+            setattr(self, name, value)

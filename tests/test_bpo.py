@@ -162,7 +162,7 @@ def test_cli_preference_import_is_all_or_nothing_and_export(tmp_path, monkeypatc
     assert Store(db).bpo_pairs(kept_only=False) == []
 
     script = BpoScript(analyses=[tagged("Be helpful to shoppers: answer what they asked.")], rewrites=[])
-    monkeypatch.setattr("promptopt.cli.load_optimizer", lambda *args, **kwargs: script)
+    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", lambda *args, **kwargs: script)
     good = write_jsonl(tmp_path / "good.jsonl", [{"prompt": "Be helpful to shoppers.", "good": "x", "bad": "y"}])
     result = CliRunner().invoke(main, ["bpo", "pairs", "import", str(good), "--db", db])
     assert result.exit_code == 0, result.output
@@ -173,7 +173,7 @@ def test_cli_preference_import_is_all_or_nothing_and_export(tmp_path, monkeypatc
         ("Be helpful to shoppers.", "Be helpful to shoppers: answer what they asked.")]
 
 
-def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypatch):  # noqa: F811
+def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypatch, tmp_path):  # noqa: F811
     class FineTuned(BpoScript):
         name = "rewriter:scripted"
 
@@ -181,9 +181,9 @@ def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypa
     monkeypatch.setattr("promptopt.optimizer.strategies.bpo.load_rewriter",
                         lambda path: Rewriter("fine-tuned", rewriter_model, source=str(path)))
     script = BpoScript(analyses=[tagged(prompt_with(1))], rewrites=[])
-    report = run_bpo(store, cases, script, feedback_groups=1, rewriter="some/dir")
+    report = run_bpo(store, cases, script, feedback_groups=1, rewriter=str(tmp_path))
     (candidate,) = [c for c in store.candidates(report["run_id"]) if c.operator == "bpo-fine-tuned"]
-    assert candidate.details["source"] == "some/dir" and candidate.details["demonstrations"] == 0
+    assert candidate.details["source"] == str(tmp_path) and candidate.details["demonstrations"] == 0
     assert [m["role"] for m in rewriter_model.rewrite_requests[0]] == ["system", "user"]
     assert store.candidate(report["winner"]["candidate_id"]).prompt == prompt_with(2, 5).strip()
     assert not script.rewrite_requests
@@ -197,7 +197,7 @@ def test_cli_rewrite_and_strategy_options(tmp_path, monkeypatch):
     prompt_file = tmp_path / "system.md"
     prompt_file.write_text(SEED, encoding="utf-8")
     script = BpoScript(analyses=[], rewrites=[prompt_with(1, 1), "You help shoppers.", prompt_with(2, 2)])
-    monkeypatch.setattr("promptopt.cli.load_optimizer", lambda *args, **kwargs: script)
+    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", lambda *args, **kwargs: script)
     out = tmp_path / "better.md"
     result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--mode", "aggressive", "--samples", "3",
                                        "-o", str(out), "--db", db])

@@ -13,10 +13,10 @@ from promptopt.case import Case, ToolCall
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.optimizer import STRATEGIES, make_strategy
-from promptopt.optimizer.budget import Budget
+from promptopt.optimizer import make_strategy, strategy_names
+from promptopt.optimizer.budget import Budget, Limits
 from promptopt.optimizer.candidates import protected_regions
-from promptopt.optimizer.strategies.dspy import import_dspy
+from promptopt.optimizer.strategies.dspy.bridge import import_dspy
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.scorer import Scorer, accuracy
 from promptopt.runs.export import export_prompt
@@ -124,7 +124,7 @@ def test_bootstrap_selects_training_demos_rendered_like_the_demos_strategy(store
     assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
 
 
-@pytest.mark.parametrize("strategy", sorted(name for name in STRATEGIES if name.startswith("dspy-")))
+@pytest.mark.parametrize("strategy", sorted(name for name in strategy_names() if name.startswith("dspy-")))
 def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, cases, strategy, capfd):
     report = run(store, cases, strategy)
     assert report["status"] == "finished"
@@ -137,7 +137,7 @@ def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, 
 
 
 def test_budget_exhaustion_inside_dspy_stops_the_search_cleanly(store, cases):
-    report = run(store, cases, "dspy-copro", max_calls=80)
+    report = run(store, cases, "dspy-copro", limits=Limits(calls=80))
     steps = store.steps(report["run_id"])
     assert report["status"] == "finished" and steps[-1].message.startswith("budget exhausted")
     assert report["winner"]["candidate_id"] == report["seed"]["candidate_id"]

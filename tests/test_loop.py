@@ -7,7 +7,9 @@ from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Routed
 from promptopt.optimizer.candidates import Candidate
-from promptopt.optimizer.strategies.demos import EXAMPLES_HEADER, DemosStrategy
+from promptopt.optimizer.prompt_text import EXAMPLES_HEADER
+from promptopt.optimizer.strategies.demos import DemosStrategy
+from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.runs.export import export_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask
@@ -107,7 +109,7 @@ def test_regression_guard(store, max_broken, accepted):
 def test_budget_stops_the_search_but_not_the_report(store):
     cases = make_cases(store)
     router = ScriptedRouter(cases)
-    report = run(store, router, max_calls=60)
+    report = run(store, router, limits=Limits(calls=60))
     assert report["status"] == "finished"
     assert any("budget exhausted" in s["message"] for s in report["steps"])
     assert router.calls - 2 * report["test_cases"] <= 60
@@ -129,8 +131,8 @@ class ProtectedEditor:
 
     def propose(self, context, step):
         prompt = context.incumbent.prompt.replace("No medical advice.", "Give medical advice.")
-        registered = context.register(Candidate(prompt=prompt, operator="edit"), step)
-        assert registered is None
+        rejection = context.register(Candidate(prompt=prompt, operator="edit"), step)
+        assert rejection == "a protected region was edited, removed or added"
         return []
 
 

@@ -9,7 +9,8 @@ from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.optimizer.loop import RunConfig, run_optimization
-from promptopt.optimizer.strategies.opro import OproStrategy, extract_prompt
+from promptopt.optimizer.prompt_text import first_tagged as extract_prompt
+from promptopt.optimizer.strategies.opro import OproStrategy
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")
@@ -121,7 +122,9 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, cases):
     assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
     steps = store.steps(report["run_id"])
     assert [s.details.get("meta_prompt") for s in steps[1:]] == optimizer.meta_prompts
-    assert steps[1].details["samples"] == {"samples": 8, "failed": 0, "duplicate": 2, "invalid": 3, "scored": 3}
+    assert steps[1].details["samples"] == {"samples": 8, "failed": 0, "duplicates": 2, "invalid": 3, "scored": 3,
+                                           "invalid_reasons": {"a protected region was edited, removed or added": 2,
+                                                               "no longer names tool(s)": 1}}
     assert report["model_calls"] >= 5 * 8
 
 

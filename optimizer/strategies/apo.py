@@ -12,7 +12,6 @@ gradient was drawn from, and whether it is an edit or a paraphrase. Defaults fol
 """
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
@@ -20,8 +19,10 @@ import numpy as np
 from promptopt.case import Case
 from promptopt.optimizer.bandits import ALGORITHMS, select_arms
 from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.optimizer.options import Option, OptionError
+from promptopt.optimizer.prompt_text import normalized, tagged_pieces
 from promptopt.optimizer.scorer import CaseResult
-from promptopt.optimizer.strategy import Proposal, SearchContext
+from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase, Tally
 
 START, END = "<START>", "<END>"
 
@@ -48,9 +49,7 @@ PARAPHRASE_REQUEST = (
 
 def between_tags(text: str) -> list[str]:
     """The pieces of `text` between <START> and <END> (an unterminated last piece counts); none: the text."""
-    pieces = re.findall(re.escape(START) + r"(.*?)(?:" + re.escape(END) + r"|$)", text, re.S)
-    found = [p.strip() for p in pieces if p.strip()]
-    return found or ([text.strip()] if text.strip() else [])
+    return tagged_pieces(text, (START, END))
 
 
 def render_errors(cases: Sequence[Case], results: dict[int, CaseResult]) -> str:
@@ -61,58 +60,61 @@ def render_errors(cases: Sequence[Case], results: dict[int, CaseResult]) -> str:
     return "\n\n".join(blocks)
 
 
-class ApoStrategy:
+class ApoStrategy(StrategyBase):
     """ProTeGi's expansion and bandit selection (see the module docstring)."""
 
     name = "apo"
     default_steps = 6
+    options = (
+        Option("beam_width", int, 4, "prompts kept per round", minimum=1),
+        Option("minibatch", int, 64, "training cases each beam prompt is scored on to find its failures", minimum=1),
+        Option("gradients", int, 4, "textual gradients per beam prompt", minimum=1),
+        Option("error_sample", int, 4, "failures shown to each gradient call", minimum=1),
+        Option("paraphrases", int, 2, "Monte-Carlo paraphrases per edit", minimum=0),
+        Option("max_successors", int, 8, "successors kept per parent", minimum=1),
+        Option("bandit", str, "ucb", "best-arm algorithm choosing the next beam", choices=tuple(ALGORITHMS)),
+        Option("exploration", float, 2.0, "UCB exploration constant c", minimum=0),
+        Option("eval_budget", int, 64, "bandit pulls per round", minimum=1),
+        Option("pull_size", int, 32, "training cases one pull scores", minimum=1),
+        Option("temperature", float, 0.0, "sampling temperature of gradients and edits", minimum=0),
+        Option("reply_tokens", int, 1024, "longest reply the optimizer model may write", minimum=1),
+    )
+    beam_width: int
+    minibatch: int
+    gradients: int
+    error_sample: int
+    paraphrases: int
+    max_successors: int
+    bandit: str
+    exploration: float
+    eval_budget: int
+    pull_size: int
+    temperature: float
+    reply_tokens: int
 
-    def __init__(self, beam_width: int = 4, minibatch: int = 64, gradients: int = 4, error_sample: int = 4,
-                 paraphrases: int = 2, max_successors: int = 8, bandit: str = "ucb", exploration: float = 2.0,
-                 eval_budget: int = 64, pull_size: int = 32, temperature: float = 0.0,
-                 reply_tokens: int = 1024) -> None:
-        if bandit not in ALGORITHMS:
-            raise ValueError(f"bandit must be one of {', '.join(ALGORITHMS)}")
-        if eval_budget < beam_width * (max_successors + 1):
-            raise ValueError(f"an evaluation budget of {eval_budget} pulls cannot pull each of up to "
-                             f"{beam_width * (max_successors + 1)} arms (beam width x (successors + 1)) once")
-        self.beam_width = beam_width
-        self.minibatch = minibatch
-        self.gradients = gradients
-        self.error_sample = error_sample
-        self.paraphrases = paraphrases
-        self.max_successors = max_successors
-        self.bandit = bandit
-        self.exploration = exploration
-        self.eval_budget = eval_budget
-        self.pull_size = pull_size
-        self.temperature = temperature
-        self.reply_tokens = reply_tokens
+    def __init__(self, **given) -> None:
+        super().__init__(**given)
+        if self.eval_budget < self.beam_width * (self.max_successors + 1):
+            raise OptionError(f"an evaluation budget of {self.eval_budget} pulls cannot pull each of up to "
+                              f"{self.beam_width * (self.max_successors + 1)} arms (beam width x (successors + 1)) "
+                              "once")
         self.beam: list[Candidate] = []
 
-    def expected_calls(self, n_train: int, steps: int) -> int:
+    def expected_calls(self, size: SearchSize) -> int:
         """Per round: each beam member on its minibatch, and the bandit's pulls (an upper bound)."""
-        return steps * (self.beam_width * min(self.minibatch, n_train) + self.eval_budget * self.pull_size)
+        return size.steps * (self.beam_width * min(self.minibatch, size.train) + self.eval_budget * self.pull_size)
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         if not self.beam:
             self.beam = [context.incumbent]
         successors: list[Candidate] = []
-        counts = {"parents": len(self.beam), "gradients": 0, "edits": 0, "paraphrases": 0, "invalid": 0,
-                  "duplicates": 0, "successors": 0}
-        seen = {" ".join(c.prompt.split()) for c in self.beam}
+        counts = {"parents": len(self.beam), "gradients": 0, "edits": 0, "paraphrases": 0}
+        seen = {normalized(c.prompt) for c in self.beam}
+        tally = Tally()
         for parent in self.beam:
-            for candidate in self._expand(context, parent, step, counts)[: self.max_successors]:
-                key = " ".join(candidate.prompt.split())
-                if key in seen:
-                    counts["duplicates"] += 1
-                    continue
-                seen.add(key)
-                if context.register(candidate, step) is None:
-                    counts["invalid"] += 1
-                    continue
-                successors.append(candidate)
-        counts["successors"] = len(successors)
+            expanded = self._expand(context, parent, step, counts)[: self.max_successors]
+            successors += context.admit(expanded, step, seen, tally)
+        counts.update(invalid=tally.invalid, duplicates=tally.duplicates, successors=len(successors))
         arms = [*self.beam, *successors]
         results: list[dict[int, CaseResult]] = [{} for _ in arms]
         pools = [list(context.rng.permutation(len(context.train))) for _ in arms]

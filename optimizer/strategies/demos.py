@@ -9,45 +9,34 @@ test. Later steps mutate the incumbent's set towards its new errors.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate
+from promptopt.optimizer.options import Option
+from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.scorer import accuracy
 from promptopt.optimizer.splits import stratified_sample
-from promptopt.optimizer.strategy import Proposal, SearchContext
+from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
-EXAMPLES_HEADER = "## Examples"
 MAX_DEMO_CHARS = 80
 
 
-def render_demo(case: Case) -> str:
-    """One example as `tool: request`, a line a capable model reads as a labelled example and the embedded
-    model's channel scoring (`"{choice}: {message}"`) reads the same way."""
-    return f"{case.expected.name}: {' '.join(case.query.split())}"
-
-
-def render_demos(base_prompt: str, demos: Sequence[Case]) -> str:
-    """The base prompt with an examples section appended."""
-    if not demos:
-        return base_prompt
-    body = "\n".join(render_demo(c) for c in demos)
-    return f"{base_prompt.rstrip()}\n\n{EXAMPLES_HEADER}\n{body}\n"
-
-
-class DemosStrategy:
+class DemosStrategy(StrategyBase):
     """Searches over a few demo sets per step (see the module docstring)."""
 
     name = "demos"
+    options = (
+        Option("n_demos", int, 22, "examples per candidate prompt", minimum=1),
+        Option("candidates", int, 3, "demo sets per step", minimum=1),
+        Option("train_sample", int, 48, "training cases each set is scored on before validation", minimum=1),
+    )
+    n_demos: int
+    candidates: int
+    train_sample: int
 
-    def __init__(self, n_demos: int = 22, candidates: int = 3, train_sample: int = 48) -> None:
-        self.n_demos = n_demos
-        self.candidates = candidates
-        self.train_sample = train_sample
-
-    def expected_calls(self, n_train: int, steps: int) -> int:
+    def expected_calls(self, size: SearchSize) -> int:
         """Per step: the incumbent and each candidate set on the training sample."""
-        return steps * (1 + self.candidates) * min(self.train_sample, n_train)
+        return size.steps * (1 + self.candidates) * min(self.train_sample, size.train)
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         incumbent = context.incumbent
@@ -74,7 +63,7 @@ class DemosStrategy:
                 rationale=self._rationale(confusions),
                 details={"base_prompt": base, "demo_case_ids": chosen},
             )
-            if context.register(candidate, step) is not None:
+            if context.register(candidate, step) is None:
                 registered.append(candidate)
         if not registered:
             return []
@@ -88,11 +77,9 @@ class DemosStrategy:
             proposals.append(Proposal(candidate, results))
         for proposal in proposals:
             if proposal.train_accuracy <= baseline:
-                context.store.set_candidate_status(
-                    proposal.candidate.id, "rejected",
-                    f"not better than the incumbent on the training sample "
-                    f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
-        return sorted((p for p in proposals if p.train_accuracy > baseline), key=lambda p: -p.train_accuracy)
+                proposal.rejection = (f"not better than the incumbent on the training sample "
+                                      f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
+        return sorted(proposals, key=lambda p: -p.train_accuracy)
 
     def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
         """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""

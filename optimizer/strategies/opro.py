@@ -14,17 +14,18 @@ exemplars. The meta-prompt of every step is stored with the step.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.optimizer.options import Option
+from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import accuracy
 from promptopt.optimizer.splits import stratified_sample
-from promptopt.optimizer.strategy import Proposal, SearchContext
+from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
-TAG_OPEN, TAG_CLOSE = "<PROMPT>", "</PROMPT>"
+TAG_OPEN, TAG_CLOSE = PROMPT_TAGS
 
 META_TEXT = {
     "en": {
@@ -65,86 +66,62 @@ class Scored:
     candidate_id: int | None
 
 
-def extract_prompt(reply: str) -> str:
-    """The text between the first <PROMPT> and the following </PROMPT>; without tags, the whole reply."""
-    match = re.search(re.escape(TAG_OPEN) + r"(.*?)(?:" + re.escape(TAG_CLOSE) + r"|$)", reply, re.S)
-    return (match.group(1) if match else reply).strip()
-
-
-def normalized(prompt: str) -> str:
-    """Whitespace-insensitive form used to spot duplicates."""
-    return " ".join(prompt.split())
-
-
-class OproStrategy:
+class OproStrategy(StrategyBase):
     """OPRO over system prompts (see the module docstring)."""
 
     name = "opro"
+    options = (
+        Option("candidates", int, 8, "samples from the optimizer model per step", minimum=1),
+        Option("history", int, 20, "best earlier prompts shown in the meta-prompt", minimum=1),
+        Option("exemplars", int, 3, "training cases shown in the meta-prompt", minimum=0),
+        Option("temperature", float, 1.0, "sampling temperature of the optimizer model", minimum=0),
+        Option("train_sample", int, 48, "training cases every sample is scored on", minimum=1),
+        Option("reply_tokens", int, 1024, "longest reply the optimizer model may write", minimum=1),
+        Option("language", str, "en", "language of the meta-prompt", choices=tuple(META_TEXT)),
+    )
+    candidates: int
+    history: int
+    exemplars: int
+    temperature: float
+    train_sample: int
+    reply_tokens: int
+    language: str
 
-    def __init__(self, candidates: int = 8, history: int = 20, exemplars: int = 3, temperature: float = 1.0,
-                 train_sample: int = 48, reply_tokens: int = 1024, language: str = "en") -> None:
-        if language not in META_TEXT:
-            raise ValueError(f"meta-prompt language must be one of {', '.join(META_TEXT)}")
-        self.candidates = candidates
-        self.history_size = history
-        self.exemplars = exemplars
-        self.temperature = temperature
-        self.train_sample = train_sample
-        self.reply_tokens = reply_tokens
-        self.language = language
-        self.history: list[Scored] = []
+    def __init__(self, **given) -> None:
+        super().__init__(**given)
+        self.scored: list[Scored] = []
         self._subset: list[Case] | None = None
 
-    def expected_calls(self, n_train: int, steps: int) -> int:
+    def expected_calls(self, size: SearchSize) -> int:
         """Per step: every sample scored on the training subset (the seed once)."""
-        subset = min(self.train_sample, n_train)
-        return subset + steps * self.candidates * subset
+        subset = min(self.train_sample, size.train)
+        return subset + size.steps * self.candidates * subset
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         subset = self._training_subset(context)
-        if not self.history:
+        if not self.scored:
             seed_results = context.scorer.score(context.incumbent.id, context.incumbent.prompt, subset,
                                                 label="opro history: incumbent")
-            self.history.append(Scored(context.incumbent.prompt, accuracy(seed_results), context.incumbent.id))
+            self.scored.append(Scored(context.incumbent.prompt, accuracy(seed_results), context.incumbent.id))
         meta_prompt = self.meta_prompt(context, subset)
         context.notes["meta_prompt"] = meta_prompt
         completions = context.ask_optimizer([[{"role": "user", "content": meta_prompt}]] * self.candidates,
                                             self.temperature, self.reply_tokens)
-        seen = {normalized(s.prompt) for s in self.history}
-        counts = {"samples": len(completions), "failed": 0, "duplicate": 0, "invalid": 0, "scored": 0}
-        proposals = []
-        reasons: dict[str, int] = {}
-        for index, completion in enumerate(completions):
-            if completion.error:
-                counts["failed"] += 1
-                continue
-            prompt = extract_prompt(completion.text)
-            key = normalized(prompt)
-            if key in seen:
-                counts["duplicate"] += 1
-                continue
-            seen.add(key)
-            candidate = Candidate(
-                prompt=prompt, operator="opro",
-                parent_ids=[s.candidate_id for s in self._top() if s.candidate_id is not None],
-                rationale=f"OPRO step {step}, sample {index + 1} of {self.candidates}",
-                details={"sample": index, "raw_reply": completion.text[:4000]},
-            )
-            if context.register(candidate, step) is None:
-                counts["invalid"] += 1
-                reason = context.store.candidate(candidate.id).rejection.split(":")[0]
-                reasons[reason] = reasons.get(reason, 0) + 1
-                continue
-            results = context.scorer.score(candidate.id, prompt, subset, label=f"step {step} opro sample {index + 1}")
-            self.history.append(Scored(prompt, accuracy(results), candidate.id))
-            proposals.append(Proposal(candidate, results))
-            counts["scored"] += 1
-        context.notes["samples"] = counts
-        why = "; ".join(f"{n}x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        parents = [s.candidate_id for s in self._top() if s.candidate_id is not None]
+
+        def build(index: int, reply: str) -> Candidate:
+            return Candidate(prompt=first_tagged(reply), operator="opro", parent_ids=parents,
+                             rationale=f"OPRO step {step}, sample {index + 1} of {self.candidates}",
+                             details={"sample": index, "raw_reply": reply[:4000]})
+
+        proposals, tally = context.score_replies(
+            completions, build, subset, step, lambda index: f"step {step} opro sample {index + 1}",
+            seen={normalized(s.prompt) for s in self.scored})
+        self.scored.extend(Scored(p.candidate.prompt, p.train_accuracy, p.candidate.id) for p in proposals)
+        context.notes["samples"] = tally.to_json()
         context.notes["summary"] = (
-            f"opro: {counts['samples']} samples from the optimizer model: {counts['scored']} scored, "
-            f"{counts['duplicate']} duplicates, {counts['invalid']} invalid{f' ({why})' if why else ''}, "
-            f"{counts['failed']} failed calls")
+            f"opro: {tally.samples} samples from the optimizer model: {tally.scored} scored, "
+            f"{tally.duplicates} duplicates, {tally.invalid} invalid{tally.why()}, {tally.failed} failed calls")
         return sorted(proposals, key=lambda p: -p.train_accuracy)
 
     def meta_prompt(self, context: SearchContext, subset: Sequence[Case]) -> str:
@@ -172,12 +149,12 @@ class OproStrategy:
 
     def _top(self) -> list[Scored]:
         """The best `history` prompts so far (ties keep the earlier one)."""
-        ranked = sorted(range(len(self.history)), key=lambda i: (-self.history[i].score, i))
-        return [self.history[i] for i in ranked[: self.history_size]]
+        ranked = sorted(range(len(self.scored)), key=lambda i: (-self.scored[i].score, i))
+        return [self.scored[i] for i in ranked[: self.history]]
 
     def _exemplars(self, context: SearchContext, subset: Sequence[Case]) -> list[Case]:
         """Training cases to show, drawn fresh each step: failing ones of the best prompt first."""
-        best = max(self.history, key=lambda s: s.score)
+        best = max(self.scored, key=lambda s: s.score)
         results = context.scorer.score(best.candidate_id or context.incumbent.id, best.prompt, subset,
                                        label="opro exemplars") if best.candidate_id is not None else {}
         failing = [c for c in subset if c.id in results and not results[c.id].passed]

@@ -13,39 +13,55 @@ from __future__ import annotations
 
 from collections import Counter
 
+from promptopt.optimizer.candidates import Candidate
+from promptopt.optimizer.options import Option, OptionError
+from promptopt.optimizer.prompt_text import normalized
 from promptopt.optimizer.strategies.bpo.pairs import construct_pairs, feedback_from_results
 from promptopt.optimizer.strategies.bpo.rewriter import MODES, Mode, Rewriter, load_rewriter, prompted_rewriter
-from promptopt.optimizer.candidates import Candidate
-from promptopt.optimizer.strategies.opro import normalized
-from promptopt.optimizer.strategy import Proposal, SearchContext
+from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase, reasons_text
 
 
-class BpoStrategy:
+class BpoStrategy(StrategyBase):
     """Feedback pairs, then rewrites of the incumbent by a prompted or fine-tuned rewriter (see the module
     docstring)."""
 
     name = "bpo"
+    commands = "promptopt.optimizer.strategies.bpo.commands:bpo"
+    options = (
+        Option("mode", str, "stable", "stable (1 rewrite at temperature 0.2) or aggressive (--samples rewrites at "
+               "0.9, the best kept by the scorer)", choices=tuple(sorted(MODES))),
+        Option("samples", int, None, "rewrites per step in aggressive mode", minimum=1,
+               default_text=str(MODES["aggressive"].samples)),
+        Option("temperature", float, None, "sampling temperature of the rewriter", minimum=0,
+               default_text="the mode's"),
+        Option("feedback_groups", int, 2, "feedback groups turned into pairs per step", minimum=0),
+        Option("group_size", int, 3, "wrong and right cases in each feedback group (each)", minimum=1),
+        Option("demonstrations", int, 2, "stored pairs shown to the prompted rewriter", minimum=0),
+        Option("rewriter", str, None, "a fine-tuned rewriter directory (from `promptopt bpo train`) instead of the "
+               "prompted rewriter on --optimizer-model", directory=True, default_text="the prompted rewriter"),
+        Option("reply_tokens", int, 1024, "longest analysis and rewrite the optimizer model may write", minimum=1),
+    )
+    mode: str
+    samples: int | None
+    temperature: float | None
+    feedback_groups: int
+    group_size: int
+    demonstrations: int
+    rewriter: str | None
+    reply_tokens: int
 
-    def __init__(self, mode: str = "stable", samples: int | None = None, temperature: float | None = None,
-                 feedback_groups: int = 2, group_size: int = 3, demonstrations: int = 2, rewriter: str | None = None,
-                 reply_tokens: int = 1024) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        if samples is not None and mode == "stable" and samples != 1:
-            raise ValueError("stable mode takes one sample; use --mode aggressive for more")
-        base = MODES[mode]
-        self.mode = Mode(samples or base.samples, base.temperature if temperature is None else temperature)
-        self.mode_name = mode
-        self.feedback_groups = feedback_groups
-        self.group_size = group_size
-        self.demonstrations = demonstrations
-        self.rewriter_path = rewriter
-        self.reply_tokens = reply_tokens
+    def __init__(self, **given) -> None:
+        super().__init__(**given)
+        if self.samples is not None and self.mode == "stable" and self.samples != 1:
+            raise OptionError("stable mode takes one sample; use --mode aggressive for more")
+        base = MODES[self.mode]
+        self.sampling = Mode(self.samples or base.samples,
+                             base.temperature if self.temperature is None else self.temperature)
         self._finetuned: Rewriter | None = None
 
-    def expected_calls(self, n_train: int, steps: int) -> int:
-        """Per step: every rewrite scored on the incumbent's training sample (at most 48 cases)."""
-        return steps * self.mode.samples * min(48, n_train)
+    def expected_calls(self, size: SearchSize) -> int:
+        """Per step: every rewrite scored on the cases the incumbent was scored on in training."""
+        return size.steps * self.sampling.samples * size.incumbent_sample
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         incumbent = context.incumbent
@@ -58,59 +74,40 @@ class BpoStrategy:
         kept = sum(p.kept for p in pairs)
         rewriter = self._rewriter(context)
         completions = rewriter.rewrite(
-            incumbent.prompt, self.mode, self.reply_tokens,
+            incumbent.prompt, self.sampling, self.reply_tokens,
             ask=lambda requests, temperature, tokens: context.ask_optimizer(requests, temperature, tokens,
                                                                             model=rewriter.backend))
-        counts = {"groups": len(groups), "pairs": len(pairs), "pairs_kept": kept, "samples": len(completions),
-                  "failed": 0, "duplicates": 0, "invalid": 0, "scored": 0}
-        reasons: Counter[str] = Counter()
-        seen = {normalized(incumbent.prompt)}
-        proposals = []
-        for index, completion in enumerate(completions):
-            if completion.error:
-                counts["failed"] += 1
-                continue
-            if normalized(completion.text) in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(normalized(completion.text))
-            candidate = Candidate(
-                prompt=completion.text, operator=f"bpo-{rewriter.kind}",
+
+        def build(index: int, text: str) -> Candidate:
+            return Candidate(
+                prompt=text, operator=f"bpo-{rewriter.kind}",
                 parent_ids=[incumbent.id] if incumbent.id is not None else [],
-                rationale=f"BPO step {step}: {rewriter.kind} rewriter, {self.mode_name} sample {index + 1}",
+                rationale=f"BPO step {step}: {rewriter.kind} rewriter, {self.mode} sample {index + 1}",
                 details={"parent": incumbent.id, "step": step, "rewriter": rewriter.kind, "source": rewriter.source,
-                         "mode": self.mode_name, "temperature": self.mode.temperature, "sample": index,
+                         "mode": self.mode, "temperature": self.sampling.temperature, "sample": index,
                          "pair_ids": pair_ids, "demonstrations": len(rewriter.demonstrations)},
             )
-            if context.register(candidate, step) is None:
-                counts["invalid"] += 1
-                reasons[context.store.candidate(candidate.id).rejection.split(":")[0]] += 1
-                continue
-            results = context.scorer.score(candidate.id, candidate.prompt, cases, label=f"step {step} bpo rewrite")
-            proposals.append(Proposal(candidate, results))
-            counts["scored"] += 1
-        context.notes["bpo"] = counts
+
+        proposals, tally = context.score_replies(completions, build, cases, step, lambda _: f"step {step} bpo rewrite",
+                                                 seen={normalized(incumbent.prompt)})
+        context.notes["bpo"] = {"groups": len(groups), "pairs": len(pairs), "pairs_kept": kept, **tally.to_json()}
         context.notes["pair_ids"] = pair_ids
         pair_reasons = Counter(p.rejection.split(":")[0] for p in pairs if not p.kept)
         context.notes["summary"] = (
-            f"bpo: {len(groups)} feedback group(s) -> {kept} of {len(pairs)} pairs kept{_why(pair_reasons)}; "
-            f"{counts['samples']} {self.mode_name} rewrite(s) from the {rewriter.kind} rewriter: {counts['scored']} "
-            f"scored, {counts['invalid']} invalid{_why(reasons)}, {counts['duplicates']} duplicates, "
-            f"{counts['failed']} failed calls")
+            f"bpo: {len(groups)} feedback group(s) -> {kept} of {len(pairs)} pairs kept{reasons_text(pair_reasons)}; "
+            f"{tally.samples} {self.mode} rewrite(s) from the {rewriter.kind} rewriter: {tally.scored} "
+            f"scored, {tally.invalid} invalid{tally.why()}, {tally.duplicates} duplicates, "
+            f"{tally.failed} failed calls")
         return sorted(proposals, key=lambda p: -p.train_accuracy)
 
     def _rewriter(self, context: SearchContext) -> Rewriter:
         """The fine-tuned rewriter (loaded once), else a prompted one with pairs retrieved for the incumbent."""
-        if self.rewriter_path:
+        if self.rewriter:
             if self._finetuned is None:
-                self._finetuned = load_rewriter(self.rewriter_path)
+                self._finetuned = load_rewriter(self.rewriter)
             return self._finetuned
         if context.optimizer_model is None:
             raise RuntimeError("the prompted BPO rewriter needs an optimizer model")
         stored = [(p.original, p.optimized) for p in context.store.bpo_pairs()]
         return prompted_rewriter(context.optimizer_model, stored, context.incumbent.prompt, self.demonstrations)
 
-
-def _why(reasons: Counter[str]) -> str:
-    """` (2x reason; 1x other)`, most frequent first, or nothing."""
-    return " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common()) + ")" if reasons else ""

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from promptopt.case import NO_TOOL, Case
 from promptopt.models.base import Completion
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, protected_regions, validation_problem
-from promptopt.optimizer.strategies.opro import TAG_CLOSE, TAG_OPEN, extract_prompt, normalized
+from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
 from promptopt.runs.store import BpoPairRecord
@@ -100,7 +100,7 @@ def analysis_request(group: FeedbackGroup, tool_names: Sequence[str]) -> str:
     constraints = (TOOL_CONSTRAINT.format(tools=", ".join(named)) if named else "") + \
         (PROTECTED_CONSTRAINT.format(regions="\n".join(regions)) if regions else "")
     return ANALYSIS_REQUEST.format(prompt=group.prompt, feedback="\n\n".join(blocks), constraints=constraints,
-                                   open=TAG_OPEN, close=TAG_CLOSE)
+                                   open=PROMPT_TAGS[0], close=PROMPT_TAGS[1])
 
 
 def pair_rejection(original: str, optimized: str, tool_names: Sequence[str],
@@ -151,9 +151,9 @@ def construct_pairs(groups: Sequence[FeedbackGroup], ask: Ask, tool_names: Seque
 def split_reply(reply: str) -> tuple[str, str]:
     """(analysis, improved prompt): the text before the first <PROMPT> tag and the text inside the tags; a
     reply without the tag has no improved prompt."""
-    if TAG_OPEN not in reply:
+    if PROMPT_TAGS[0] not in reply:
         return reply.strip(), ""
-    return reply.split(TAG_OPEN, 1)[0].strip(), extract_prompt(reply)
+    return reply.split(PROMPT_TAGS[0], 1)[0].strip(), first_tagged(reply)
 
 
 def chat_example(original: str, optimized: str) -> dict[str, Any]:

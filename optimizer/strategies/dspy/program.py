@@ -1,5 +1,5 @@
 """The DSPy side of the DSPy bridge: the routing program DSPy optimizes, the metric, and the engine that sends
-DSPy's optimizer-model calls through promptopt. Imports dspy; only `promptopt.optimizer.strategies.dspy` imports it,
+DSPy's optimizer-model calls through promptopt. Imports dspy; only the bridge imports it,
 and only once a DSPy strategy runs."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 from promptopt.case import Case, ToolCall
-from promptopt.optimizer.strategies.demos import render_demos
+from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.scorer import CaseResult
 
 INVALID_PROMPT = "invalid-prompt"

@@ -1,0 +1,45 @@
+"""The `promptopt` command line: a table of contents. Each command group lives in its own module; a strategy
+that has commands of its own (`promptopt bpo ...`) adds them through its registry entry."""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from promptopt.cli.records import cases, evaluators, export, runs
+from promptopt.cli.run import run
+from promptopt.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="promptopt")
+def main() -> None:
+    """Optimize an LLM agent's system prompt from the cases it got wrong.
+
+    \b
+    Typical use:
+      promptopt run --task tool-routing                  # bundled grocery-app task
+      promptopt run --cases bad.jsonl --prompt system.md --tools tools.json
+      promptopt export RUN_ID -o best_prompt.md          # the prompt to deploy
+
+    Everything is recorded in a store (SQLite by default) so runs can be inspected later
+    with `promptopt runs show RUN_ID`.
+    """
+
+
+for command in (run, export, cases, runs, evaluators, serve):
+    main.add_command(command)
+
+
+def _add_strategy_commands() -> None:
+    """The command groups strategies declare (`commands = "module:attribute"`)."""
+    from promptopt.optimizer.strategies import strategy_class, strategy_names
+
+    for name in strategy_names():
+        spec = getattr(strategy_class(name), "commands", "")
+        if spec:
+            module, _, attribute = spec.partition(":")
+            main.add_command(getattr(importlib.import_module(module), attribute))
+
+
+_add_strategy_commands()

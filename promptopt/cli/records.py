@@ -1,0 +1,159 @@
+"""The record commands: `export`, `cases import|list|show`, `runs list|show` and `evaluators list`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from promptopt.cli.shared import db_option, user_errors
+from promptopt.runs.export import FORMATS, export_prompt
+from promptopt.runs.report import format_report, run_report
+from promptopt.runs.store import Store
+from promptopt.tasks import TASKS, bundled_task, load_tools
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="md: as deployed (markers kept); txt: protection markers removed; json: prompt with scores. "
+                   "Default: from the output file's extension, else md.")
+@db_option
+def export(run_id, output, fmt, db) -> None:
+    """Write the winning system prompt of RUN_ID."""
+    if fmt is None:
+        suffix = Path(output).suffix.lstrip(".") if output else ""
+        fmt = suffix if suffix in FORMATS else "md"
+    with user_errors():
+        text = export_prompt(Store(db), run_id, fmt)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({fmt})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.group()
+def cases() -> None:
+    """Import and inspect stored cases."""
+
+
+@cases.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True)
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
+              help="Tools the cases are validated against. Default: the task's bundled tools.")
+@db_option
+def import_cases(files, task, tools_file, db) -> None:
+    """Validate FILES (.jsonl or .csv) and import them, all or nothing; re-imports are deduplicated."""
+    from promptopt.api import import_case_files
+
+    store = Store(db)
+    before = store.count_cases()
+    with user_errors():
+        tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
+        stored = import_case_files(store, files, tools)
+    new = store.count_cases() - before
+    click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
+
+
+@cases.command("list")
+@click.option("--label", type=click.Choice(["bad", "good"]), default=None)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@db_option
+def list_cases(label, limit, db) -> None:
+    """List stored cases: id, label, expected tool, query."""
+    rows = Store(db).cases(label=label, limit=limit)
+    for case in rows:
+        query = case.query.replace("\n", " ")
+        click.echo(f"{case.id:6d}  {case.label:4}  {case.expected.name:22}  {query[:70]}")
+    if not rows:
+        click.echo("no cases stored", err=True)
+
+
+@cases.command("show")
+@click.argument("case_id", type=int)
+@db_option
+def show_case(case_id, db) -> None:
+    """Show one case in full, as JSON."""
+    case = Store(db).case(case_id)
+    if case is None:
+        raise click.ClickException(f"no case {case_id} in the store")
+    click.echo(json.dumps({
+        "id": case.id, "query": case.query, "context": list(case.context), "expected": case.expected.to_json(),
+        "actual": case.actual.to_json() if case.actual else None, "label": case.label, "tags": list(case.tags),
+        "source": case.source,
+    }, ensure_ascii=False, indent=2))
+
+
+@click.group()
+def runs() -> None:
+    """Inspect recorded runs."""
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@db_option
+def list_runs(limit, db) -> None:
+    """Recent runs: id, status, strategy, seed and winner test accuracy."""
+    rows = Store(db).runs(limit)
+    for row in rows:
+        summary = row.summary or {}
+        seed = (summary.get("seed") or {}).get("test_accuracy")
+        winner = (summary.get("winner") or {}).get("test_accuracy")
+        scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
+        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.status:8}  {row.strategy:8}  {scores}")
+    if not rows:
+        click.echo("no runs stored", err=True)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--steps", "with_steps", is_flag=True,
+              help="Also print each step's details: what the optimizer model was shown, what became of its samples.")
+@db_option
+def show_run(run_id, as_json, with_steps, db) -> None:
+    """A run's result table, computed from the store."""
+    store = Store(db)
+    with user_errors():
+        report = run_report(store, run_id)
+    if as_json:
+        if with_steps:
+            report = {**report, "step_details": [dict(step=s.step, **(s.details or {})) for s in store.steps(run_id)]}
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(format_report(report))
+    if with_steps:
+        for step in store.steps(run_id):
+            click.echo(f"\n=== step {step.step}: {step.message}")
+            for key, value in (step.details or {}).items():
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                click.echo(f"--- {key}\n{text}")
+
+
+@click.group()
+def evaluators() -> None:
+    """Evaluators that can score outputs: built-ins and installed plugins."""
+
+
+@evaluators.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, source, description}.")
+def list_evaluators(as_json) -> None:
+    """Name, source (built-in or the plugin's distribution) and a one-line description of each evaluator.
+
+    \b
+    Plugins register under the entry point group `promptopt.evaluators`; use them with --evaluator NAME.
+    """
+    from promptopt.evaluators.registry import available
+
+    found = available().values()
+    if as_json:
+        click.echo(json.dumps([{"name": e.name, "source": e.source, "description": e.description} for e in found],
+                              ensure_ascii=False))
+        return
+    width = max(len(e.name) for e in found)
+    source_width = max(len(e.source) for e in found)
+    for info in found:
+        click.echo(f"{info.name:{width}}  {info.source:{source_width}}  {info.description}")
