@@ -83,7 +83,8 @@ class DspyStrategy(StrategyBase):
     `settings` names them as DSPy does."""
 
     name = "dspy"
-    optimizer = ""
+    dspy_optimizer = ""
+    """The DSPy optimizer's own name (COPRO, MIPROv2 ...)."""
     options = COMMON_OPTIONS
     train_sample: int
     temperature: float
@@ -135,7 +136,7 @@ class DspyStrategy(StrategyBase):
             failure = f"{type(error).__name__}: {error}"
         if trials.exhausted is not None:
             raise trials.exhausted
-        notes = {"optimizer": self.optimizer, "settings": {"train_sample": len(pool), **self.settings},
+        notes = {"optimizer": self.dspy_optimizer, "settings": {"train_sample": len(pool), **self.settings},
                  "dspy_train_cases": len(train), "dspy_val_cases": len(val or []),
                  "evaluations": evaluator.calls, "optimizer_calls": engine.calls,
                  "trial_prompts": trials.count, "invalid_trials": trials.invalid}
@@ -162,7 +163,7 @@ class DspyStrategy(StrategyBase):
         instructions = predictor.signature.instructions
         candidate = Candidate(
             prompt=prompt, operator=self.name, parent_ids=[context.incumbent.id] if context.incumbent.id else [],
-            rationale=f"DSPy {self.optimizer}: instructions and {len(predictor.demos)} demo(s) of its best program",
+            rationale=f"DSPy {self.dspy_optimizer}: instructions and {len(predictor.demos)} demo(s) of its best program",
             details={"base_prompt": render(instructions, []), "instructions": instructions,
                      "demo_case_ids": [by_query.get(str(d.get("request"))) for d in predictor.demos],
                      "dspy": {k: v for k, v in notes.items()}},

@@ -13,7 +13,7 @@ from promptopt.optimizer.strategy import SearchSize
 class DspyCopro(DspyStrategy):
     """COPRO: `candidates` (breadth) instructions per round for `depth` rounds, each scored on the sample."""
 
-    name, optimizer = "dspy-copro", "COPRO"
+    name, dspy_optimizer = "dspy-copro", "COPRO"
     options = (CANDIDATES, Option("depth", int, 2, "COPRO's rounds of proposals (its breadth is --candidates)",
                                   minimum=1), *COMMON_OPTIONS)
     candidates: int
@@ -40,7 +40,7 @@ class DspyCopro(DspyStrategy):
 class DspyMipro(DspyStrategy):
     """MIPROv2 without `auto`: `candidates` instruction and demo-set candidates, `trials` Bayesian-search trials."""
 
-    name, optimizer = "dspy-mipro", "MIPROv2"
+    name, dspy_optimizer = "dspy-mipro", "MIPROv2"
     options = (CANDIDATES, Option("trials", int, 4, "MIPROv2's search trials", minimum=1), N_DEMOS, LABELED_DEMOS,
                *COMMON_OPTIONS)
     candidates: int
@@ -69,7 +69,7 @@ class DspyBootstrap(DspyStrategy):
     """BootstrapFewShotWithRandomSearch: `candidates` random demo programs (plus DSPy's three fixed ones) with up
     to `n_demos` bootstrapped and `labeled_demos` labelled demos, the best on DSPy's validation part kept."""
 
-    name, optimizer = "dspy-bootstrap", "BootstrapFewShotWithRandomSearch"
+    name, dspy_optimizer = "dspy-bootstrap", "BootstrapFewShotWithRandomSearch"
     options = (CANDIDATES, N_DEMOS, LABELED_DEMOS, *COMMON_OPTIONS)
     candidates: int
     n_demos: int
@@ -93,7 +93,7 @@ class DspyBootstrap(DspyStrategy):
 class DspyGepa(DspyStrategy):
     """GEPA: reflective instruction evolution spending at most `max_metric_calls` metric calls."""
 
-    name, optimizer = "dspy-gepa", "GEPA"
+    name, dspy_optimizer = "dspy-gepa", "GEPA"
     options = (Option("max_metric_calls", int, 60, "GEPA's budget of metric calls (one case under one prompt "
                       "each)", minimum=1), *COMMON_OPTIONS)
     max_metric_calls: int
