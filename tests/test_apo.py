@@ -6,14 +6,14 @@ import re
 import pytest
 
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models.base import CallRecord, Completion
 from promptopt.optimizer.strategies.apo import ApoStrategy, between_tags
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.tasks.tool_routing import ToolRoutingTask
+from tests.fakes import FakeWriter
 from tests.test_opro import SEED, TOOLS, RuleRouter, cases  # noqa: F401  (cases is a fixture)
 
 
-class GradientScript:
+class GradientScript(FakeWriter):
     """Gradients name the right tool of the first failure shown; edits add a rule for the tool their gradient
     names; paraphrases append a marker. Checks that gradient calls only ever see failures."""
 
@@ -23,25 +23,21 @@ class GradientScript:
         self.calls = {"gradient": 0, "edit": 0, "paraphrase": 0}
         self.shown_pairs: list[tuple[str, str]] = []
 
-    def generate_many(self, requests, temperature=0.0, max_tokens=512, role="optimizer"):
-        replies = []
-        for request in requests:
-            text = request[0]["content"]
-            if "Give one reason" in text:
-                self.calls["gradient"] += 1
-                pairs = re.findall(r"chosen: (\S+); right: (\S+)", text)
-                self.shown_pairs.extend(pairs)
-                replies.append(f"<START>missing rule for {pairs[0][1]}<END>")
-            elif "The reason is:" in text:
-                self.calls["edit"] += 1
-                prompt = re.search(r'My current prompt is:\n"(.*?)"\n\nWith it', text, re.S).group(1)
-                tool = re.search(r"missing rule for (\S+)", text).group(1)
-                replies.append(f"<START>{prompt.rstrip()}\n{tool} handles its own requests.\n<END>")
-            else:
-                self.calls["paraphrase"] += 1
-                prompt = re.search(r"Prompt:\n(.*)\n\nWrap the variation", text, re.S).group(1)
-                replies.append(f"<START>{prompt}\n(variation {self.calls['paraphrase']})<END>")
-        return [Completion(text=r, record=CallRecord(role, self.name, 100, 50, 0.0)) for r in replies]
+    def reply(self, messages, temperature, sample_index):
+        text = messages[0]["content"]
+        if "Give one reason" in text:
+            self.calls["gradient"] += 1
+            pairs = re.findall(r"chosen: (\S+); right: (\S+)", text)
+            self.shown_pairs.extend(pairs)
+            return f"<START>missing rule for {pairs[0][1]}<END>"
+        if "The reason is:" in text:
+            self.calls["edit"] += 1
+            prompt = re.search(r'My current prompt is:\n"(.*?)"\n\nWith it', text, re.S).group(1)
+            tool = re.search(r"missing rule for (\S+)", text).group(1)
+            return f"<START>{prompt.rstrip()}\n{tool} handles its own requests.\n<END>"
+        self.calls["paraphrase"] += 1
+        prompt = re.search(r"Prompt:\n(.*)\n\nWrap the variation", text, re.S).group(1)
+        return f"<START>{prompt}\n(variation {self.calls['paraphrase']})<END>"
 
 
 def test_apo_pipeline(store, cases):

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models.base import CallRecord, Completion
 from promptopt.optimizer.strategies.bpo import BpoStrategy
 from promptopt.optimizer.strategies.bpo.pairs import (REWRITER_SYSTEM, export_jsonl, pair_rejection, read_chat_pairs,
                                            read_preferences, split_reply)
@@ -21,6 +20,7 @@ from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.conftest import write_jsonl
+from tests.fakes import FakeWriter
 from tests.test_opro import PROTECTED, SEED, TOOLS, RuleRouter, cases, prompt_with  # noqa: F401
 
 ANALYSIS = "Step 1: the bad responses all chose none. Step 2: the prompt never says when to call a tool."
@@ -30,7 +30,7 @@ def tagged(prompt: str) -> str:
     return f"{ANALYSIS}\n<PROMPT>{prompt}</PROMPT>"
 
 
-class BpoScript:
+class BpoScript(FakeWriter):
     """Answers analysis requests from `analyses` in turn and rewrite requests from `rewrites` in turn; records
     both kinds of request."""
 
@@ -41,16 +41,12 @@ class BpoScript:
         self.analysis_requests: list[str] = []
         self.rewrite_requests: list[list[dict[str, str]]] = []
 
-    def generate_many(self, requests, temperature=0.0, max_tokens=512, role="optimizer"):
-        replies = []
-        for request in requests:
-            if request[0]["content"] == REWRITER_SYSTEM:
-                self.rewrite_requests.append(request)
-                replies.append(self.rewrites.pop(0))
-            else:
-                self.analysis_requests.append(request[0]["content"])
-                replies.append(self.analyses.pop(0))
-        return [Completion(text=r, record=CallRecord(role, self.name, 100, 50, 0.0)) for r in replies]
+    def reply(self, messages, temperature, sample_index):
+        if messages[0]["content"] == REWRITER_SYSTEM:
+            self.rewrite_requests.append(messages)
+            return self.rewrites.pop(0)
+        self.analysis_requests.append(messages[0]["content"])
+        return self.analyses.pop(0)
 
 
 def run_bpo(store, cases, script, **options):  # noqa: F811

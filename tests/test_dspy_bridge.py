@@ -12,7 +12,6 @@ from sqlalchemy import select
 from promptopt.case import Case, ToolCall
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.optimizer import make_strategy, strategy_names
 from promptopt.optimizer.budget import Budget, Limits
 from promptopt.optimizer.candidates import protected_regions
@@ -23,12 +22,13 @@ from promptopt.runs.export import export_prompt
 from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
+from tests.fakes import FakeRouter, FakeWriter
 from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS
 
 JUNK = "lol junk"
 
 
-class TeachableRouter:
+class TeachableRouter(FakeRouter):
     """Routes a case right when the prompt has a rule (`TOOL handles`) or a demo line (`TOOL: ...`) for its tool,
     else says none."""
 
@@ -37,16 +37,13 @@ class TeachableRouter:
     def __init__(self, cases: list[Case]) -> None:
         self.expected = {c.query: c.expected.name for c in cases}
 
-    def route(self, system_prompt, tools, conversations, fill_arguments=False):
-        out = []
-        for conversation in conversations:
-            tool = self.expected[conversation[-1]["content"]]
-            taught = f"{tool} handles" in system_prompt or re.search(rf"^{tool}: ", system_prompt, re.M)
-            out.append(Routed(ToolCall(tool if taught else "none"), CallRecord("task", self.name, 10, 1, 0.0)))
-        return out
+    def choose(self, system_prompt, conversation):
+        tool = self.expected[conversation[-1]["content"]]
+        taught = f"{tool} handles" in system_prompt or re.search(rf"^{tool}: ", system_prompt, re.M)
+        return tool if taught else "none"
 
 
-class RuleWriter:
+class RuleWriter(FakeWriter):
     """An optimizer model that answers in free text, not in DSPy's field format: sample i teaches the first
     i + 1 tools; its second call is junk that drops every tool name."""
 
@@ -55,14 +52,10 @@ class RuleWriter:
     def __init__(self) -> None:
         self.calls = 0
 
-    def generate_many(self, requests, temperature=1.0, max_tokens=512, role="optimizer", first_sample=0):
-        replies = []
-        for index, _ in enumerate(requests):
-            self.calls += 1
-            rules = "\n".join(f"{t} handles its own requests." for t in TOOL_NAMES[: (first_sample + index) % 4 + 1])
-            text = JUNK if self.calls == 2 else f"You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n{rules}"
-            replies.append(Completion(text=text, record=CallRecord(role, self.name, 100, 50, 0.0)))
-        return replies
+    def reply(self, messages, temperature, sample_index):
+        self.calls += 1
+        rules = "\n".join(f"{t} handles its own requests." for t in TOOL_NAMES[: sample_index % 4 + 1])
+        return JUNK if self.calls == 2 else f"You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n{rules}"
 
 
 @pytest.fixture

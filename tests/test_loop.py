@@ -5,7 +5,6 @@ import pytest
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models.base import CallRecord, Routed
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.prompt_text import EXAMPLES_HEADER
 from promptopt.optimizer.strategies.demos import DemosStrategy
@@ -13,6 +12,7 @@ from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.runs.export import export_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask
+from tests.fakes import FakeRouter
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
          for n in ("get_order_status", "find_stores", "get_promotions")]
@@ -20,11 +20,12 @@ SEED = "You help shoppers. Tools: get_order_status, find_stores, get_promotions.
        "<!-- protected -->\nNo medical advice.\n<!-- /protected -->\n"
 
 
-class ScriptedRouter:
+class ScriptedRouter(FakeRouter):
     """Answers a case right when its expected tool is shown in the prompt's examples, else says none.
     With `break_good`, a prompt with examples gets every `good` case wrong."""
 
     name = "scripted"
+    latency_s = 0.001
 
     def __init__(self, cases: list[Case], break_good: bool = False, fail_after: int | None = None) -> None:
         self.answers = {c.query: c for c in cases}
@@ -32,19 +33,16 @@ class ScriptedRouter:
         self.fail_after = fail_after
         self.calls = 0
 
-    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+    def choose(self, system_prompt, conversation):
         examples = system_prompt.split(EXAMPLES_HEADER)[1] if EXAMPLES_HEADER in system_prompt else ""
-        out = []
-        for conversation in conversations:
-            self.calls += 1
-            if self.fail_after is not None and self.calls > self.fail_after:
-                raise ConnectionError("scripted failure")
-            case = self.answers[conversation[-1]["content"]]
-            name = case.expected.name if f"\n{case.expected.name}: " in examples else "none"
-            if examples and self.break_good and case.label == "good":
-                name = "find_stores" if case.expected.name != "find_stores" else "get_promotions"
-            out.append(Routed(ToolCall(name), CallRecord("task", self.name, 10, 1, 0.001)))
-        return out
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise ConnectionError("scripted failure")
+        case = self.answers[conversation[-1]["content"]]
+        name = case.expected.name if f"\n{case.expected.name}: " in examples else "none"
+        if examples and self.break_good and case.label == "good":
+            name = "find_stores" if case.expected.name != "find_stores" else "get_promotions"
+        return name
 
 
 def make_cases(store) -> list[Case]:
@@ -150,8 +148,8 @@ def test_invalid_candidates_never_reach_evaluation(store):
 class NoneRouter(ScriptedRouter):
     """Says none whatever the prompt, so no demo set can help."""
 
-    def route(self, system_prompt, tools, conversations, fill_arguments=False):
-        return [Routed(ToolCall(), CallRecord("task", self.name, 10, 1, 0.001)) for _ in conversations]
+    def choose(self, system_prompt, conversation):
+        return ToolCall()
 
 
 def test_sets_no_better_on_training_sample_never_reach_validation(store):

@@ -7,11 +7,11 @@ import pytest
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.prompt_text import first_tagged as extract_prompt
 from promptopt.optimizer.strategies.opro import OproStrategy
 from promptopt.tasks.tool_routing import ToolRoutingTask
+from tests.fakes import FakeRouter, FakeWriter
 
 TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
@@ -28,7 +28,7 @@ def prompt_with(rules: int, variant: int = 0) -> str:
         f"\n{PROTECTED}\n"
 
 
-class RuleRouter:
+class RuleRouter(FakeRouter):
     """Routes a case right when the prompt has a `TOOL handles` rule for its tool, else says none; records
     every prompt it was asked to run."""
 
@@ -38,17 +38,13 @@ class RuleRouter:
         self.expected = {c.query: c.expected.name for c in cases}
         self.prompts: set[str] = set()
 
-    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+    def choose(self, system_prompt, conversation):
         self.prompts.add(system_prompt)
-        out = []
-        for conversation in conversations:
-            tool = self.expected[conversation[-1]["content"]]
-            name = tool if f"{tool} handles" in system_prompt else "none"
-            out.append(Routed(ToolCall(name), CallRecord("task", self.name, 10, 1, 0.0)))
-        return out
+        tool = self.expected[conversation[-1]["content"]]
+        return tool if f"{tool} handles" in system_prompt else "none"
 
 
-class ScriptedOptimizer:
+class ScriptedOptimizer(FakeWriter):
     """Replies from a script, one list of replies per step; records the meta-prompts it was shown."""
 
     name = "scripted-optimizer"
@@ -57,11 +53,11 @@ class ScriptedOptimizer:
         self.script = script
         self.meta_prompts: list[str] = []
 
-    def generate_many(self, requests, temperature=1.0, max_tokens=512, role="optimizer"):
+    def replies(self, requests, temperature, first_sample):
         self.meta_prompts.append(requests[0][0]["content"])
         replies = self.script[len(self.meta_prompts) - 1]
         assert len(replies) == len(requests)
-        return [Completion(text=reply, record=CallRecord(role, self.name, 100, 50, 0.0)) for reply in replies]
+        return replies
 
 
 def wrap(prompt: str) -> str:

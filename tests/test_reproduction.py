@@ -11,10 +11,9 @@ import os
 import pytest
 
 from promptopt.api import optimize
-from promptopt.case import ToolCall
-from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.runs.case_import import read_cases
 from tests.conftest import ROOT
+from tests.fakes import FakeRouter, FakeWriter
 
 GOLDEN = ROOT / "tests" / "golden" / "reproduction.json"
 RUNS = {
@@ -32,40 +31,29 @@ def digest(*parts: str) -> int:
     return int(hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:8], 16)
 
 
-class ScriptedModel:
+class ScriptedModel(FakeRouter, FakeWriter):
     """Routes a case right when the prompt shows its query or the rule line its hash picks, half the time when
     the prompt has a demo line of its tool, and a quarter of the time otherwise (else to a hashed tool); writes
     the bundled seed prompt plus a hashed rule line for any generation request."""
 
     name = "scripted"
+    reply_tokens = (20, 10)
 
     def __init__(self, task) -> None:
         self.answers = {c.query: c.expected.name for path in task.case_files for c in read_cases(path, task.tools)}
         self.names = [t["function"]["name"] for t in task.tools] + ["none"]
         self.seed_prompt = task.seed_prompt
 
-    def route(self, system_prompt, tools, conversations, *args, **kwargs):
-        out = []
-        for conversation in conversations:
-            query = conversation[-1]["content"]
-            h, expected = digest(system_prompt, query), self.answers[query]
-            right = (query in system_prompt or f"Rule {digest(query) % 5}:" in system_prompt
-                     or (f"\n{expected}: " in system_prompt and h % 2 == 0) or h % 4 == 0)
-            name = expected if right else self.names[h % len(self.names)]
-            out.append(Routed(ToolCall(name), CallRecord("task", self.name, 10, 1, 0.0)))
-        return out
+    def choose(self, system_prompt, conversation):
+        query = conversation[-1]["content"]
+        h, expected = digest(system_prompt, query), self.answers[query]
+        right = (query in system_prompt or f"Rule {digest(query) % 5}:" in system_prompt
+                 or (f"\n{expected}: " in system_prompt and h % 2 == 0) or h % 4 == 0)
+        return expected if right else self.names[h % len(self.names)]
 
-    def generate_many(self, requests, temperature=1.0, max_tokens=512, role="optimizer", first_sample=0):
-        out = []
-        for index, messages in enumerate(requests):
-            h = digest(json.dumps(messages, ensure_ascii=False), str(temperature), str(first_sample + index))
-            text = f"{self.seed_prompt.rstrip()}\nRule {h % 5}: read the request carefully."
-            out.append(Completion(text, CallRecord(role, self.name, 20, 10, 0.0)))
-        return out
-
-    def generate(self, messages, temperature=0.0, max_tokens=256, role="optimizer"):
-        completion = self.generate_many([messages], temperature, max_tokens, role)[0]
-        return completion.text, completion.record
+    def reply(self, messages, temperature, sample_index):
+        h = digest(json.dumps(messages, ensure_ascii=False), str(temperature), str(sample_index))
+        return f"{self.seed_prompt.rstrip()}\nRule {h % 5}: read the request carefully."
 
 
 def snapshot(store_url: str, strategy: str, model: ScriptedModel) -> dict:
