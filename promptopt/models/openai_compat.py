@@ -96,6 +96,7 @@ class OpenAICompatibleModel:
         self.seed = seed
         self._rng = random.Random(seed)
         self._runner: _LoopThread | None = None
+        self._runner_lock = threading.Lock()
         self._client: Any = None
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -136,12 +137,14 @@ class OpenAICompatibleModel:
 
     def close(self) -> None:
         """Close the HTTP client and stop the loop thread."""
-        if self._runner is not None:
+        with self._runner_lock:
+            runner, self._runner = self._runner, None
+        if runner is not None:
             if self._client is not None:
-                self._runner.run(self._client.close())
-            self._runner.loop.call_soon_threadsafe(self._runner.loop.stop)
-            self._runner = None
+                runner.run(self._client.close())
+            runner.loop.call_soon_threadsafe(runner.loop.stop)
             self._client = None
+            self._semaphore = None
 
     # requests
     def _request(self, messages: list[dict[str, Any]], temperature: float, max_tokens: int,
@@ -221,9 +224,13 @@ class OpenAICompatibleModel:
 
     # plumbing
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._runner is None:
-            self._runner = _LoopThread()
-        return self._runner.run(coroutine)
+        """Run on the backend's one event loop, made by the first caller: callers on several threads (the scorer
+        keeps two chunks in flight) must share it, since its semaphore and HTTP client belong to that loop."""
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = _LoopThread()
+            runner = self._runner
+        return runner.run(coroutine)
 
     @staticmethod
     async def _gather(coroutines: Sequence[Awaitable[T]]) -> list[T]:
