@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS
+
+MAX_QUERY_CHARS = 8_000
+"""The longest query a case may hold; the task model reads it once per case and candidate."""
+MAX_CONTEXT_CHARS = 32_000
+"""The most characters a case's context messages may hold together."""
+MAX_PROMPT_CHARS = DEFAULT_MAX_CHARS
+"""The longest seed system prompt: the cap every candidate prompt is held to."""
+NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 
 MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
@@ -115,6 +124,36 @@ def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
     return records
 
 
+def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(field, message) for every text holding a NUL character and for a query or context over its limit."""
+    found: list[tuple[str | None, str]] = [(field or None, NUL_MESSAGE) for field in _nul_fields(data, "")]
+    query = data.get("query")
+    if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
+        found.append(("query", f"too long: {len(query):,} characters, the limit is {MAX_QUERY_CHARS:,}"))
+    context = data.get("context")
+    if isinstance(context, list):
+        size = sum(len(m["content"]) for m in context if isinstance(m, dict) and isinstance(m.get("content"), str))
+        if size > MAX_CONTEXT_CHARS:
+            found.append(("context", f"too long: its messages hold {size:,} characters, the limit is "
+                                     f"{MAX_CONTEXT_CHARS:,}"))
+    return found
+
+
+def _nul_fields(value: Any, field: str) -> list[str]:
+    """The fields (`context[0].content`) of a decoded value whose text or keys hold a NUL character."""
+    if isinstance(value, str):
+        return [field] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = [field for key in value if "\x00" in str(key)]
+        for key, item in value.items():
+            name = str(key).replace("\x00", "\\u0000")
+            found += _nul_fields(item, f"{field}.{name}" if field else name)
+        return list(dict.fromkeys(found))
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _nul_fields(item, f"{field}[{index}]")]
+    return []
+
+
 class _Validator:
     """Checks one decoded record against the case format and the task's tools."""
 
@@ -132,6 +171,8 @@ class _Validator:
         if not isinstance(data, dict):
             problem(None, "each line must be a JSON object")
             return None
+        for field, message in _text_problems(data):
+            problem(field, message)
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
             problem("query", "missing" if query is None else "must be a non-empty string")
