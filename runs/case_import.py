@@ -98,30 +98,52 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
 
 
 def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    """Each CSV row as (line number, a record shaped like a JSON line), or a Problem naming the bad line."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("query", "expected_tool") if c not in (reader.fieldnames or [])]
-    if reader.fieldnames and missing:
-        return [Problem(name, 1, c, "missing column") for c in missing]
     records: list[tuple[int, Any] | Problem] = []
-    for row in reader:
-        line = reader.line_num
-        data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
-                                "source": row.get("source") or ""}
-        try:
-            data["context"] = json.loads(row["context"]) if row.get("context") else []
-            data["expected"] = {"tool": row.get("expected_tool") or None,
-                                "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
-                                "text": row.get("expected_text") or ""}
-            if row.get("actual_tool") or row.get("actual_arguments"):
-                data["actual"] = {"tool": row.get("actual_tool") or None,
-                                  "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
-        except json.JSONDecodeError as error:
-            records.append(Problem(name, line, None, f"invalid JSON in a column: {error.msg}"))
-            continue
-        tags = row.get("tags") or ""
-        data["tags"] = [t.strip() for t in tags.replace(",", ";").split(";") if t.strip()]
-        records.append((line, data))
+    try:
+        records.extend(_header_problems(name, reader.fieldnames or []))
+        if records:
+            return records
+        for row in reader:
+            records.append(_csv_row(name, reader.line_num, row, len(reader.fieldnames or [])))
+    except csv.Error as error:
+        records.append(Problem(name, reader.reader.line_num, None, f"cannot read CSV: {error}"))
     return records
+
+
+def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
+    """Unknown, repeated and missing columns of a CSV header (line 1): their cells would be dropped or misread."""
+    known = ", ".join(CSV_COLUMNS)
+    problems = [Problem(name, 1, None, f"unknown column {c!r}; the known columns are: {known}")
+                for c in columns if c not in CSV_COLUMNS]
+    problems += [Problem(name, 1, None, f"column {c!r} appears more than once")
+                 for c in dict.fromkeys(c for c in columns if columns.count(c) > 1)]
+    if columns:
+        problems += [Problem(name, 1, c, "missing column") for c in ("query", "expected_tool") if c not in columns]
+    return problems
+
+
+def _csv_row(name: str, line: int, row: dict[str | None, Any], width: int) -> tuple[int, Any] | Problem:
+    """One CSV row as (line, record), or a Problem: a cell of invalid JSON, or more fields than the header."""
+    if row.get(None):
+        return Problem(name, line, None, f"{len(row[None])} more field(s) than the header's {width} columns "
+                                         "(a comma in an unquoted cell?)")
+    data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
+                            "source": row.get("source") or ""}
+    try:
+        data["context"] = json.loads(row["context"]) if row.get("context") else []
+        data["expected"] = {"tool": row.get("expected_tool") or None,
+                            "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
+                            "text": row.get("expected_text") or ""}
+        if row.get("actual_tool") or row.get("actual_arguments"):
+            data["actual"] = {"tool": row.get("actual_tool") or None,
+                              "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
+    except json.JSONDecodeError as error:
+        return Problem(name, line, None, f"invalid JSON in a column: {error.msg}")
+    tags = row.get("tags") or ""
+    data["tags"] = [t.strip() for t in tags.replace(",", ";").split(";") if t.strip()]
+    return line, data
 
 
 def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:

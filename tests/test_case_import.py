@@ -167,6 +167,32 @@ def test_texts_at_the_limits_import(tmp_path, store, task):
     assert len(import_case_files(store, [path], task.tools)) == 1
 
 
+CSV_HEADER = "query,expected_tool,expected_arguments\n"
+CSV_ROW = 'where is my order,get_order_status,"{""order_id"": ""FM1""}"\n'
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("query,expected_tool,expected_args\n" + CSV_ROW,
+         ":1: unknown column 'expected_args'; the known columns are: query, context, expected_tool, "),
+        (CSV_HEADER + CSV_ROW + 'my order FM2,get_order_status,{"order_id": "FM2", "note": "x"}\n',
+         ":3: 1 more field(s) than the header's 3 columns"),
+        ("query,expected_tool,query\n" + CSV_ROW, ":1: column 'query' appears more than once"),
+        (CSV_HEADER + CSV_ROW + f"{'x' * 9_000},,\n", ":3: query: too long: 9,000 characters"),
+        (CSV_HEADER + f"{'x' * 1_500_000},,\n", ":2: cannot read CSV: field larger than field limit"),
+    ],
+    ids=["unknown-column", "extra-field", "repeated-column", "long-query", "huge-cell"],
+)
+def test_malformed_csv_names_file_and_line(tmp_path, store, task, content, needle):
+    path = tmp_path / "cases.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CaseFileError) as raised:
+        import_case_files(store, [path], task.tools)
+    assert f"{path}{needle}" in str(raised.value)
+    assert store.count_cases() == 0
+
+
 def test_cli_refuses_a_huge_query(tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     huge = write_jsonl(tmp_path / "huge.jsonl", [GOOD, case_record("where is my order? " * 80_000, None)])
