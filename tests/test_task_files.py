@@ -8,9 +8,15 @@ from click.testing import CliRunner
 
 from promptopt.cli import main
 from promptopt.runs.store import Store
-from promptopt.tasks import TaskFileError, load_tools
+from promptopt.tasks import TaskFileError, load_prompt, load_tools
 from tests.conftest import case_record, write_jsonl
 
+SEED = "Route to get_order_status or find_stores.\n<!-- protected -->\nNever share card numbers.\n<!-- /protected -->\n"
+UNPAIRED = [
+    (SEED + "<!-- protected -->\nNo refunds.\n", 5, "opening <!-- protected --> marker without a closing"),
+    (SEED + "Done.\n<!--/protected-->\n", 6, "closing <!-- /protected --> marker without an opening one"),
+    (SEED.replace("Never", "<!-- protected -->\nNever"), 3, "marker inside the protected region opened on line 2"),
+]
 TOOL = {"type": "function", "function": {
     "name": "get_order_status", "description": "Where an order is.",
     "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}}}}
@@ -81,3 +87,44 @@ def test_cli_refuses_a_malformed_tools_file(tmp_path, command):
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert f"{tools}:{SECOND_TOOL_LINE}: tool #2: find_stores: parameters must be a JSON object" in result.output
     assert Store(db).count_cases() == 0
+
+
+@pytest.mark.parametrize("text, line, needle", UNPAIRED, ids=["unclosed", "stray-closing", "nested"])
+def test_unpaired_markers_in_a_prompt_file_name_the_line(tmp_path, text, line, needle):
+    path = tmp_path / "prompt.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TaskFileError) as raised:
+        load_prompt(path)
+    assert str(raised.value).startswith(f"{path}:{line}: ") and needle in str(raised.value)
+
+
+def test_prompt_file_over_the_limit_is_refused(tmp_path):
+    path = tmp_path / "prompt.md"
+    path.write_text(SEED + "x" * (12_000 - len(SEED)), encoding="utf-8")
+    assert len(load_prompt(path)) == 12_000
+    path.write_text(SEED + "x" * (12_001 - len(SEED)), encoding="utf-8")
+    with pytest.raises(TaskFileError, match="the prompt is too long: 12,001 characters, the limit is 12,000"):
+        load_prompt(path)
+
+
+@pytest.mark.parametrize("estimate", [[], ["--estimate"]], ids=["run", "estimate"])
+@pytest.mark.parametrize("text, needle", [
+    ("x" * 12_345, ": the prompt is too long: 12,345 characters, the limit is 12,000"),
+    (UNPAIRED[0][0], ":5: opening <!-- protected --> marker without a closing <!-- /protected --> after it"),
+], ids=["too-long", "unpaired"])
+def test_run_refuses_a_bad_seed_prompt_before_any_work(tmp_path, monkeypatch, estimate, text, needle):
+    import promptopt.api
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(promptopt.api, "load_model", no_model)
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(text, encoding="utf-8")
+    cases = write_jsonl(tmp_path / "cases.jsonl", [case_record("where is my order", "get_order_status")])
+    result = CliRunner().invoke(main, ["run", "--cases", str(cases), "--prompt", str(prompt), "--db", db,
+                                       "--quiet", *estimate])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines() == [f"Error: {prompt}{needle}"]
+    assert Store(db).count_cases() == 0 and Store(db).runs() == []

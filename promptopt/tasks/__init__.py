@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import NO_TOOL
+from promptopt.optimizer.candidates import unpaired_marker
+from promptopt.runs.case_import import MAX_PROMPT_CHARS
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TASKS = {"tool-routing": ToolRoutingTask}
@@ -40,7 +42,7 @@ def bundled_task(name: str) -> BundledTask:
     return BundledTask(
         name=name,
         tools=load_tools(folder / "tools.json"),
-        seed_prompt=(folder / "system_prompt.md").read_text(encoding="utf-8"),
+        seed_prompt=load_prompt(folder / "system_prompt.md"),
         case_files=[folder / f for f in BUNDLED_CASE_FILES],
     )
 
@@ -144,7 +146,8 @@ def _skip(text: str, index: int) -> int:
 
 
 def load_prompt(path: str | Path) -> str:
-    """Read a system prompt file as UTF-8 text."""
+    """Read a seed system prompt (UTF-8), refusing one that is empty, longer than `MAX_PROMPT_CHARS` or has a
+    protection marker that does not pair up (naming the file and the marker's line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,4 +155,10 @@ def load_prompt(path: str | Path) -> str:
         raise TaskFileError(f"{path}: cannot read prompt file: {error}") from None
     if not text.strip():
         raise TaskFileError(f"{path}: the prompt file is empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise TaskFileError(f"{path}: the prompt is too long: {len(text):,} characters, the limit is "
+                            f"{MAX_PROMPT_CHARS:,}")
+    unpaired = unpaired_marker(text)
+    if unpaired:
+        raise TaskFileError(f"{path}:{unpaired[0]}: {unpaired[1]}")
     return text
