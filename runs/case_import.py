@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS
+
+MAX_QUERY_CHARS = 8_000
+"""The longest query a case may hold; the task model reads it once per case and candidate."""
+MAX_CONTEXT_CHARS = 32_000
+"""The most characters a case's context messages may hold together."""
+MAX_PROMPT_CHARS = DEFAULT_MAX_CHARS
+"""The longest seed system prompt: the cap every candidate prompt is held to."""
+NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 
 MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
@@ -89,30 +98,82 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
 
 
 def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    """Each CSV row as (line number, a record shaped like a JSON line), or a Problem naming the bad line."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in ("query", "expected_tool") if c not in (reader.fieldnames or [])]
-    if reader.fieldnames and missing:
-        return [Problem(name, 1, c, "missing column") for c in missing]
     records: list[tuple[int, Any] | Problem] = []
-    for row in reader:
-        line = reader.line_num
-        data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
-                                "source": row.get("source") or ""}
-        try:
-            data["context"] = json.loads(row["context"]) if row.get("context") else []
-            data["expected"] = {"tool": row.get("expected_tool") or None,
-                                "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
-                                "text": row.get("expected_text") or ""}
-            if row.get("actual_tool") or row.get("actual_arguments"):
-                data["actual"] = {"tool": row.get("actual_tool") or None,
-                                  "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
-        except json.JSONDecodeError as error:
-            records.append(Problem(name, line, None, f"invalid JSON in a column: {error.msg}"))
-            continue
-        tags = row.get("tags") or ""
-        data["tags"] = [t.strip() for t in tags.replace(",", ";").split(";") if t.strip()]
-        records.append((line, data))
+    try:
+        records.extend(_header_problems(name, reader.fieldnames or []))
+        if records:
+            return records
+        for row in reader:
+            records.append(_csv_row(name, reader.line_num, row, len(reader.fieldnames or [])))
+    except csv.Error as error:
+        records.append(Problem(name, reader.reader.line_num, None, f"cannot read CSV: {error}"))
     return records
+
+
+def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
+    """Unknown, repeated and missing columns of a CSV header (line 1): their cells would be dropped or misread."""
+    known = ", ".join(CSV_COLUMNS)
+    problems = [Problem(name, 1, None, f"unknown column {c!r}; the known columns are: {known}")
+                for c in columns if c not in CSV_COLUMNS]
+    problems += [Problem(name, 1, None, f"column {c!r} appears more than once")
+                 for c in dict.fromkeys(c for c in columns if columns.count(c) > 1)]
+    if columns:
+        problems += [Problem(name, 1, c, "missing column") for c in ("query", "expected_tool") if c not in columns]
+    return problems
+
+
+def _csv_row(name: str, line: int, row: dict[str | None, Any], width: int) -> tuple[int, Any] | Problem:
+    """One CSV row as (line, record), or a Problem: a cell of invalid JSON, or more fields than the header."""
+    if row.get(None):
+        return Problem(name, line, None, f"{len(row[None])} more field(s) than the header's {width} columns "
+                                         "(a comma in an unquoted cell?)")
+    data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
+                            "source": row.get("source") or ""}
+    try:
+        data["context"] = json.loads(row["context"]) if row.get("context") else []
+        data["expected"] = {"tool": row.get("expected_tool") or None,
+                            "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
+                            "text": row.get("expected_text") or ""}
+        if row.get("actual_tool") or row.get("actual_arguments"):
+            data["actual"] = {"tool": row.get("actual_tool") or None,
+                              "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
+    except json.JSONDecodeError as error:
+        return Problem(name, line, None, f"invalid JSON in a column: {error.msg}")
+    tags = row.get("tags") or ""
+    data["tags"] = [t.strip() for t in tags.replace(",", ";").split(";") if t.strip()]
+    return line, data
+
+
+def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(field, message) for every text holding a NUL character and for a query or context over its limit."""
+    found: list[tuple[str | None, str]] = [(field or None, NUL_MESSAGE) for field in _nul_fields(data, "")]
+    query = data.get("query")
+    if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
+        found.append(("query", f"too long: {len(query):,} characters, the limit is {MAX_QUERY_CHARS:,}"))
+    context = data.get("context")
+    if isinstance(context, list):
+        size = sum(len(m["content"]) for m in context if isinstance(m, dict) and isinstance(m.get("content"), str))
+        if size > MAX_CONTEXT_CHARS:
+            found.append(("context", f"too long: its messages hold {size:,} characters, the limit is "
+                                     f"{MAX_CONTEXT_CHARS:,}"))
+    return found
+
+
+def _nul_fields(value: Any, field: str) -> list[str]:
+    """The fields (`context[0].content`) of a decoded value whose text or keys hold a NUL character."""
+    if isinstance(value, str):
+        return [field] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = [field for key in value if "\x00" in str(key)]
+        for key, item in value.items():
+            name = str(key).replace("\x00", "\\u0000")
+            found += _nul_fields(item, f"{field}.{name}" if field else name)
+        return list(dict.fromkeys(found))
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _nul_fields(item, f"{field}[{index}]")]
+    return []
 
 
 class _Validator:
@@ -132,6 +193,8 @@ class _Validator:
         if not isinstance(data, dict):
             problem(None, "each line must be a JSON object")
             return None
+        for field, message in _text_problems(data):
+            problem(field, message)
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
             problem("query", "missing" if query is None else "must be a non-empty string")

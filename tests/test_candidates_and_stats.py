@@ -31,6 +31,16 @@ def test_invalid_candidates_are_named(prompt, reason):
     assert reason in validation_problem(prompt, SEED, TOOLS)
 
 
+@pytest.mark.parametrize("prompt, line, why", [
+    (SEED + "<!-- protected -->\nNo refunds.\n", 5, "without a closing"),
+    (SEED + "Done.\n<!-- /protected -->\n", 6, "without an opening"),
+    (SEED.replace("Never share", "<!-- protected -->\nNever share"), 3, "inside the protected region opened on line 2"),
+])
+def test_unpaired_protection_markers_are_a_rejection(prompt, line, why):
+    reason = validation_problem(prompt, prompt, TOOLS)
+    assert reason.startswith(f"protected region markers do not pair up: line {line}: ") and why in reason
+
+
 def test_strip_markers_keeps_the_text():
     assert strip_markers(SEED) == "Use get_order_status or find_stores.\nNever share card numbers.\n"
 

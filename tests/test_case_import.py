@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from promptopt.api import import_case_files
 from promptopt.cli import main
 from promptopt.runs.case_import import CaseFileError, read_cases
+from promptopt.runs.store import Store
 from tests.conftest import case_record, write_jsonl
 
 
@@ -132,3 +133,70 @@ def test_cli_import_reports_errors_and_leaves_store_unchanged(tmp_path):
     assert len(listed.output.strip().splitlines()) == 2
     shown = runner.invoke(main, ["cases", "show", "1", "--db", db])
     assert json.loads(shown.output)["expected"]["tool"] == "get_promotions"
+
+
+LONG_CONTEXT = [{"role": "user", "content": "y" * 20_000}, {"role": "assistant", "content": "z" * 12_001}]
+
+
+@pytest.mark.parametrize(
+    "record, needle",
+    [
+        (case_record("x" * 8_001, None), "query: too long: 8,001 characters, the limit is 8,000"),
+        (case_record("hi", None, context=LONG_CONTEXT), "context: too long: its messages hold 32,001 characters"),
+        (case_record("where\x00 is it", None), "query: contains a NUL character"),
+        (case_record("hi", None, context=[{"role": "user", "content": "a"}, {"role": "user", "content": "b\x00"}]),
+         "context[1].content: contains a NUL character"),
+        (case_record("my order?", "get_order_status", expected={"tool": "get_order_status",
+                                                                "arguments": {"order_id": "FM\x001"}}),
+         "expected.arguments.order_id: contains a NUL character"),
+        (dict(GOOD, source="crm\x00"), "source: contains a NUL character"),
+    ],
+    ids=["long-query", "long-context", "nul-query", "nul-context", "nul-argument", "nul-source"],
+)
+def test_over_long_or_nul_text_is_refused(tmp_path, store, task, record, needle):
+    path = write_jsonl(tmp_path / "big.jsonl", [GOOD, record])
+    with pytest.raises(CaseFileError) as raised:
+        import_case_files(store, [path], task.tools)
+    assert f"{path}:2: {needle}" in str(raised.value)
+    assert store.count_cases() == 0
+
+
+def test_texts_at_the_limits_import(tmp_path, store, task):
+    context = [{"role": "user", "content": "y" * 20_000}, {"role": "assistant", "content": "z" * 12_000}]
+    path = write_jsonl(tmp_path / "edge.jsonl", [case_record("x" * 8_000, None, context=context)])
+    assert len(import_case_files(store, [path], task.tools)) == 1
+
+
+CSV_HEADER = "query,expected_tool,expected_arguments\n"
+CSV_ROW = 'where is my order,get_order_status,"{""order_id"": ""FM1""}"\n'
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("query,expected_tool,expected_args\n" + CSV_ROW,
+         ":1: unknown column 'expected_args'; the known columns are: query, context, expected_tool, "),
+        (CSV_HEADER + CSV_ROW + 'my order FM2,get_order_status,{"order_id": "FM2", "note": "x"}\n',
+         ":3: 1 more field(s) than the header's 3 columns"),
+        ("query,expected_tool,query\n" + CSV_ROW, ":1: column 'query' appears more than once"),
+        (CSV_HEADER + CSV_ROW + f"{'x' * 9_000},,\n", ":3: query: too long: 9,000 characters"),
+        (CSV_HEADER + f"{'x' * 1_500_000},,\n", ":2: cannot read CSV: field larger than field limit"),
+    ],
+    ids=["unknown-column", "extra-field", "repeated-column", "long-query", "huge-cell"],
+)
+def test_malformed_csv_names_file_and_line(tmp_path, store, task, content, needle):
+    path = tmp_path / "cases.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CaseFileError) as raised:
+        import_case_files(store, [path], task.tools)
+    assert f"{path}{needle}" in str(raised.value)
+    assert store.count_cases() == 0
+
+
+def test_cli_refuses_a_huge_query(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    huge = write_jsonl(tmp_path / "huge.jsonl", [GOOD, case_record("where is my order? " * 80_000, None)])
+    result = CliRunner().invoke(main, ["cases", "import", str(huge), "--db", db])
+    assert result.exit_code == 1
+    assert f"{huge}:2: query: too long: 1,520,000 characters, the limit is 8,000" in result.output
+    assert Store(db).count_cases() == 0

@@ -41,8 +41,10 @@ def user_errors() -> Iterator[None]:
     """Turn promptopt's input and settings errors into one-line command-line errors (exit 1, or 2 for usage)."""
     try:
         yield
-    except (CaseFileError, TaskFileError) as error:
+    except CaseFileError as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
+    except TaskFileError as error:
+        raise click.ClickException(str(error)) from None
     except (EvaluatorError, OptionError) as error:
         raise click.UsageError(str(error)) from None
     except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
