@@ -207,3 +207,15 @@ def test_cli_rewrite_and_strategy_options(tmp_path, monkeypatch):
     assert refused.exit_code == 2 and "--mode do(es) not apply to --strategy demos" in refused.output
     refused = runner.invoke(main, ["run", "--strategy", "bpo", "--samples", "3", "--db", db])
     assert refused.exit_code == 2 and "stable mode takes one sample" in refused.output
+
+
+def test_cli_rewrite_refuses_a_prompt_with_unpaired_markers_before_any_model_call(tmp_path, monkeypatch):
+    prompt_file = tmp_path / "system.md"
+    prompt_file.write_text("You help shoppers.\n<!-- protected -->\nNo medical advice.\n", encoding="utf-8")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the optimizer model was loaded")
+
+    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", no_model)
+    result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--db", f"sqlite:///{tmp_path / 's.db'}"])
+    assert result.exit_code == 1 and f"{prompt_file}:2: opening <!-- protected --> marker" in result.output

@@ -10,7 +10,7 @@ from promptopt.cli.shared import db_option, load_optimizer, optimizer_options, p
 from promptopt.optimizer.strategies.bpo.rewriter import MODES
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.store import Store
-from promptopt.tasks import bundled_task, load_tools
+from promptopt.tasks import bundled_task, load_prompt, load_tools
 
 
 @click.group()
@@ -162,8 +162,10 @@ def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimiz
     from promptopt.optimizer.candidates import validation_problem
     from promptopt.tasks.tool_routing import ToolRoutingTask
 
-    original = Path(file).read_text(encoding="utf-8")
-    names = ToolRoutingTask(tools=load_tools(tools_file) if tools_file else bundled_task("tool-routing").tools).tool_names
+    with user_errors():
+        original = load_prompt(file)
+        tools = load_tools(tools_file) if tools_file else bundled_task("tool-routing").tools
+    names = ToolRoutingTask(tools=tools).tool_names
     if rewriter:
         chosen = load_rewriter(rewriter)
     else:
