@@ -1,16 +1,16 @@
 """The store: every case, run, candidate, evaluation, model call and BPO pair, in any SQLAlchemy database.
 
-SQLite at `~/.promptopt/promptopt.db` by default (see `promptopt.config`). Writes happen as the run goes,
-each in its own transaction, so a killed run leaves everything up to its last step.
+SQLite at `~/.promptopt/promptopt.db` by default (see `promptopt.config`), or PostgreSQL (`promptopt[postgres]`).
+Writes happen as the run goes, each in its own short transaction, so a killed run leaves everything up to its
+last step and processes sharing a store wait for each other (up to `PROMPTOPT_DB_TIMEOUT`) instead of failing.
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Integer, create_engine, event, func, insert, inspect, select, text
+from sqlalchemy import Integer, func, insert, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from promptopt.case import Case, ToolCall
 from promptopt.config import default_db_url
 from promptopt.models.base import CallRecord
+from promptopt.runs.engine import StoreBusy, StoreError, create_schema, open_engine
 from promptopt.runs.tables import (
-    Base,
     BpoPairRow,
     CandidateRow,
     CaseRow,
@@ -30,6 +30,8 @@ from promptopt.runs.tables import (
     StepRow,
     utcnow,
 )
+
+__all__ = ["Store", "StoreBusy", "StoreError", "ImportResult", "EvaluationRecord", "BpoPairRecord"]
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,8 @@ class Store:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_db_url()
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(self.url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.engine: Engine = open_engine(self.url)
+        create_schema(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -263,39 +260,6 @@ class Store:
             if kept_only:
                 query = query.where(BpoPairRow.kept.is_(True))
             return list(session.scalars(query))
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Bring a store written by an older promptopt up to date: add the columns later versions introduced
-    (all have defaults), so existing runs stay readable."""
-    inspector = inspect(engine)
-    with engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                default = column.default.arg if column.default is not None and column.default.is_scalar else None
-                kind = column.type.compile(dialect=engine.dialect)
-                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} "
-                                        f"DEFAULT {_sql_literal(default)}"))
-
-
-def _sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _case_row(case: Case, digest: str, imported_from: str) -> CaseRow:
