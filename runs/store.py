@@ -6,13 +6,18 @@ last step and processes sharing a store wait for each other (up to `PROMPTOPT_DB
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Integer, func, insert, select
+from sqlalchemy import Integer, delete, exists, func, insert, select
 from sqlalchemy import case as sql_case
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from promptopt.case import Case, ToolCall
@@ -27,11 +32,21 @@ from promptopt.runs.tables import (
     ModelCallRow,
     RunCaseRow,
     RunRow,
+    StagedCaseRow,
     StepRow,
+    store_problem,
     utcnow,
 )
 
-__all__ = ["Store", "StoreBusy", "StoreError", "ImportResult", "EvaluationRecord", "BpoPairRecord"]
+__all__ = ["Store", "StoreBusy", "StoreError", "CaseRejected", "ImportResult", "EvaluationRecord", "BpoPairRecord"]
+
+IMPORT_BATCH = 500
+"""Cases staged per transaction by an import, and hashes looked up per query."""
+STALE_STAGING = timedelta(days=1)
+"""Staged rows this old belong to an import that was killed; the next import to publish sweeps them."""
+MAX_REPORTED = 20
+_CASE_FIELDS = [column.name for column in CaseRow.__table__.columns if column.name not in ("id", "created_at")]
+_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,17 @@ class BpoPairRecord:
     details: dict[str, Any] | None = None
 
 
+class CaseRejected(StoreError, ValueError):
+    """Cases the store cannot hold (see `store_problem`); `problems` lists (index in the import, "field: message")."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        self.problems = problems
+        shown = [f"case {index + 1}: {message}" for index, message in problems[:MAX_REPORTED]]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more problems")
+        super().__init__("\n".join(shown))
+
+
 class Store:
     """Typed access to the promptopt database."""
 
@@ -88,23 +114,68 @@ class Store:
 
     # cases
     def import_cases(self, cases: Sequence[Case], imported_from: str = "") -> ImportResult:
-        """Insert cases not yet stored (by content hash) in one transaction; return every case's id."""
-        ids: list[int] = []
-        new = 0
+        """Store the cases not yet stored (by content hash); return every case's id, in order.
+
+        Raises `CaseRejected` before any write if a case does not fit (`store_problem`). New cases are staged
+        `IMPORT_BATCH` at a time, each batch its own short transaction, so other writers wait seconds at most;
+        then they are published in one statement, so a failed import adds no case. Concurrent imports of the
+        same cases all succeed with the same ids: a case another import published first is skipped, not refused."""
+        _refuse_unstorable(cases)
+        digests = [case.content_hash() for case in cases]
+        ids = self._case_ids(set(digests))
+        fresh: dict[str, Case] = {}
+        for digest, case in zip(digests, cases):
+            if digest not in ids:
+                fresh.setdefault(digest, case)
+        new = self._publish(list(fresh.items()), imported_from) if fresh else 0
+        ids.update(self._case_ids(set(fresh)))
+        return ImportResult(case_ids=[ids[digest] for digest in digests], new=new)
+
+    def _case_ids(self, digests: set[str]) -> dict[str, int]:
+        """Stored case ids by content hash, for those of `digests` that are stored."""
+        ordered = sorted(digests)
+        found: dict[str, int] = {}
+        with self.session() as session:
+            for start in range(0, len(ordered), IMPORT_BATCH):
+                chunk = ordered[start:start + IMPORT_BATCH]
+                query = select(CaseRow.content_hash, CaseRow.id).where(CaseRow.content_hash.in_(chunk))
+                found.update((digest, case_id) for digest, case_id in session.execute(query))
+        return found
+
+    def _publish(self, fresh: list[tuple[str, Case]], imported_from: str) -> int:
+        """Stage `fresh` (hash, case) pairs batch by batch, then move them into `cases`; how many were added.
+        On any failure (Ctrl-C included) this import's staged rows are removed and the error is raised."""
+        import_id = uuid.uuid4().hex
+        written = False
+        try:
+            for start in range(0, len(fresh), IMPORT_BATCH):
+                self._stage(import_id, start, fresh[start:start + IMPORT_BATCH], imported_from)
+                written = True
+            return self._move_staged(import_id)
+        except BaseException:
+            if written:
+                self._unstage(import_id)
+            raise
+
+    def _stage(self, import_id: str, start: int, batch: list[tuple[str, Case]], imported_from: str) -> None:
+        """Write one batch of an import's new cases to the staging table, in one short transaction."""
+        rows = [dict(_case_values(case, digest, imported_from), import_id=import_id, position=start + offset)
+                for offset, (digest, case) in enumerate(batch)]
         with self.session() as session, session.begin():
-            known = {}
-            for case in cases:
-                digest = case.content_hash()
-                if digest not in known:
-                    known[digest] = session.scalar(select(CaseRow.id).where(CaseRow.content_hash == digest))
-                if known[digest] is None:
-                    row = _case_row(case, digest, imported_from)
-                    session.add(row)
-                    session.flush()
-                    known[digest] = row.id
-                    new += 1
-                ids.append(known[digest])
-        return ImportResult(case_ids=ids, new=new)
+            session.execute(insert(StagedCaseRow), rows)
+
+    def _move_staged(self, import_id: str) -> int:
+        """Publish an import's staged cases in one transaction, clear them (and stale ones); how many were added."""
+        with self.session() as session, session.begin():
+            added = session.connection().execute(_publish_statement(self.engine.dialect.name, import_id)).rowcount
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.import_id == import_id))
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.staged_at < utcnow() - STALE_STAGING))
+        return added
+
+    def _unstage(self, import_id: str) -> None:
+        """Remove what a failed import staged, if the store lets us (what stays is never read, and is swept later)."""
+        with contextlib.suppress(SQLAlchemyError, StoreError), self.session() as session, session.begin():
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.import_id == import_id))
 
     def cases(self, ids: Iterable[int] | None = None, label: str | None = None, limit: int | None = None) -> list[Case]:
         """Stored cases, optionally only `ids` (in that order) or one label."""
@@ -262,14 +333,36 @@ class Store:
             return list(session.scalars(query))
 
 
-def _case_row(case: Case, digest: str, imported_from: str) -> CaseRow:
-    return CaseRow(
-        content_hash=digest, query=case.query, context=list(case.context), expected_tool=case.expected.name,
-        expected_arguments=dict(case.expected.arguments), expected_text=case.expected.text,
-        actual_tool=case.actual.name if case.actual else None,
-        actual_arguments=dict(case.actual.arguments) if case.actual else None,
-        label=case.label, tags=list(case.tags), source=case.source, imported_from=imported_from,
-    )
+def _refuse_unstorable(cases: Sequence[Case]) -> None:
+    """Raise `CaseRejected` naming every case the store cannot hold, before anything is written."""
+    problems = [(index, problem) for index, case in enumerate(cases) if (problem := store_problem(case))]
+    if problems:
+        raise CaseRejected(problems)
+
+
+def _case_values(case: Case, digest: str, imported_from: str) -> dict[str, Any]:
+    return {
+        "content_hash": digest, "query": case.query, "context": list(case.context),
+        "expected_tool": case.expected.name, "expected_arguments": dict(case.expected.arguments),
+        "expected_text": case.expected.text, "actual_tool": case.actual.name if case.actual else None,
+        "actual_arguments": dict(case.actual.arguments) if case.actual else None,
+        "label": case.label, "tags": list(case.tags), "source": case.source, "imported_from": imported_from,
+    }
+
+
+def _publish_statement(dialect: str, import_id: str) -> Any:
+    """INSERT into `cases` the import's staged rows, in file order, skipping hashes already stored. Where the
+    database can (SQLite, PostgreSQL), a row another import publishes meanwhile is skipped too, not an error.
+    The row count is kept: it is how many cases this import added."""
+    staged = StagedCaseRow
+    rows = (select(*[staged.__table__.c[name] for name in _CASE_FIELDS], staged.staged_at)
+            .where(staged.import_id == import_id,
+                   ~exists().where(CaseRow.content_hash == staged.content_hash))
+            .order_by(staged.position))
+    statement = _INSERTS.get(dialect, insert)(CaseRow).from_select([*_CASE_FIELDS, "created_at"], rows)
+    if dialect in _INSERTS:
+        statement = statement.on_conflict_do_nothing(index_elements=[CaseRow.content_hash])
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _case(row: CaseRow) -> Case:

@@ -1,5 +1,5 @@
-"""SQLAlchemy tables of the store: cases, runs and their splits, candidates, evaluations, steps, model calls,
-BPO feedback pairs; and the length limits a case must fit."""
+"""SQLAlchemy tables of the store: cases (and the staging table imports write to first), runs and their splits,
+candidates, evaluations, steps, model calls, BPO feedback pairs; and the length limits a case must fit."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -25,11 +25,9 @@ class Base(DeclarativeBase):
     pass
 
 
-class CaseRow(Base):
-    __tablename__ = "cases"
+class CaseFields:
+    """The columns of a stored case, shared by `cases` and the staging table imports write to first."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     query: Mapped[str] = mapped_column(Text)
     context: Mapped[list[Any]] = mapped_column(JSON, default=list)
     expected_tool: Mapped[str] = mapped_column(String(MAX_TOOL_NAME))
@@ -41,7 +39,27 @@ class CaseRow(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     source: Mapped[str] = mapped_column(String(MAX_SOURCE), default="")
     imported_from: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseRow(CaseFields, Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StagedCaseRow(CaseFields, Base):
+    """A new case an import has written but not yet published. Imports stage in small transactions, then move
+    their rows into `cases` in one statement: other writers never wait long, and a failed import adds no case."""
+
+    __tablename__ = "staged_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[str] = mapped_column(String(32), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    staged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RunRow(Base):

@@ -15,7 +15,7 @@ from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer.options import OptionError
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.report import RunNotFound
-from promptopt.runs.store import StoreError
+from promptopt.runs.store import CaseRejected, StoreError
 from promptopt.tasks import TaskFileError
 
 DB_HELP = f"SQLAlchemy database URL of the store (default: $PROMPTOPT_DB or {default_db_url()})."
@@ -43,7 +43,7 @@ def user_errors() -> Iterator[None]:
     command-line errors (exit 1, or 2 for usage)."""
     try:
         yield
-    except (CaseFileError, TaskFileError) as error:
+    except (CaseFileError, TaskFileError, CaseRejected) as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except (EvaluatorError, OptionError) as error:
         raise click.UsageError(str(error)) from None
