@@ -43,7 +43,7 @@ def user_errors() -> Iterator[None]:
     command-line errors (exit 1, or 2 for usage)."""
     try:
         yield
-    except (CaseFileError, TaskFileError, CaseRejected) as error:
+    except (CaseFileError, TaskFileError) as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except (EvaluatorError, OptionError) as error:
         raise click.UsageError(str(error)) from None
@@ -51,6 +51,8 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
     except RunNotFound as error:
         raise click.ClickException(f"no run {error.args[0]!r} in the store") from None
+    except CaseRejected as error:
+        raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
         raise click.ClickException(str(error)) from None
 
