@@ -1,6 +1,8 @@
 """The Python API: the same run as `promptopt run`, from a script."""
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,8 +20,9 @@ from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
-from promptopt.runs.case_import import read_cases
+from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records, read_cases
 from promptopt.runs.store import Store
+from promptopt.runs.tables import store_problem
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
 
 
@@ -46,13 +49,38 @@ class RunResult:
 
 
 def import_case_files(store: Store, paths: Sequence[str | Path], tools: list[dict[str, Any]]) -> list[Case]:
-    """Validate every file first, then import them all in one transaction; returns the stored cases.
+    """Validate every file first, then import them all, all or nothing; returns the stored cases.
 
-    Raises `CaseFileError` (file, line, field) before anything is written if any file has a problem."""
-    parsed = [case for path in paths for case in read_cases(path, tools)]
+    Raises `CaseFileError` (file, line, field) before anything is written if any file has a problem, a case the
+    store cannot hold (`store_problem`: a source or tool name too long, a NUL character) included."""
+    files = [(path, read_cases(path, tools)) for path in paths]
+    _refuse_unstorable_cases(files)
+    parsed = [case for _, cases in files for case in cases]
     result = store.import_cases(parsed, imported_from=", ".join(str(p) for p in paths))
     unique = list(dict.fromkeys(result.case_ids))
     return store.cases(unique)
+
+
+def _refuse_unstorable_cases(files: Sequence[tuple[str | Path, list[Case]]]) -> None:
+    """Raise `CaseFileError` naming file and line of every parsed case the store could not hold."""
+    problems: list[Problem] = []
+    for path, cases in files:
+        found = [(index, problem) for index, case in enumerate(cases) if (problem := store_problem(case))]
+        lines = _record_lines(path) if found else []
+        for index, problem in found:
+            field, _, message = problem.partition(": ")
+            problems.append(Problem(str(path), lines[index], field, message))
+    if problems:
+        raise CaseFileError(problems)
+
+
+def _record_lines(path: str | Path) -> list[int]:
+    """The line of each record of a case file `read_cases` accepted (one case per record, numbered as it does)."""
+    text = Path(path).read_bytes().decode("utf-8-sig")
+    if Path(path).suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        return [reader.line_num for _ in reader]
+    return [line for line, _ in jsonl_records(str(path), text)]
 
 
 @dataclass(frozen=True)
@@ -155,7 +183,9 @@ def estimate(request: RunRequest | None = None, **keywords: Any) -> Estimate:
     without calling any model or writing to the store (case files are still validated)."""
     request = RunRequest.build(request, **keywords)
     setup = _setup(request, require_key=False)
-    parsed = [case for path in setup.case_files for case in read_cases(path, setup.tools)]
+    files = [(path, read_cases(path, setup.tools)) for path in setup.case_files]
+    _refuse_unstorable_cases(files)
+    parsed = [case for _, cases in files for case in cases]
     unique = list({c.content_hash(): c for c in parsed}.values())
     numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
     splits = split_cases(numbered, request.seed, setup.config.splits)

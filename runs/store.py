@@ -1,25 +1,30 @@
 """The store: every case, run, candidate, evaluation, model call and BPO pair, in any SQLAlchemy database.
 
-SQLite at `~/.promptopt/promptopt.db` by default (see `promptopt.config`). Writes happen as the run goes,
-each in its own transaction, so a killed run leaves everything up to its last step.
+SQLite at `~/.promptopt/promptopt.db` by default (see `promptopt.config`), or PostgreSQL (`promptopt[postgres]`).
+Writes happen as the run goes, each in its own short transaction, so a killed run leaves everything up to its
+last step and processes sharing a store wait for each other (up to `PROMPTOPT_DB_TIMEOUT`) instead of failing.
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Integer, create_engine, event, func, insert, inspect, select, text
+from sqlalchemy import Integer, delete, exists, func, insert, select
 from sqlalchemy import case as sql_case
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from promptopt.case import Case, ToolCall
 from promptopt.config import default_db_url
 from promptopt.models.base import CallRecord
+from promptopt.runs.engine import StoreBusy, StoreError, create_schema, open_engine
 from promptopt.runs.tables import (
-    Base,
     BpoPairRow,
     CandidateRow,
     CaseRow,
@@ -27,9 +32,21 @@ from promptopt.runs.tables import (
     ModelCallRow,
     RunCaseRow,
     RunRow,
+    StagedCaseRow,
     StepRow,
+    store_problem,
     utcnow,
 )
+
+__all__ = ["Store", "StoreBusy", "StoreError", "CaseRejected", "ImportResult", "EvaluationRecord", "BpoPairRecord"]
+
+IMPORT_BATCH = 500
+"""Cases staged per transaction by an import, and hashes looked up per query."""
+STALE_STAGING = timedelta(days=1)
+"""Staged rows this old belong to an import that was killed; the next import to publish sweeps them."""
+MAX_REPORTED = 20
+_CASE_FIELDS = [column.name for column in CaseRow.__table__.columns if column.name not in ("id", "created_at")]
+_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 @dataclass(frozen=True)
@@ -72,18 +89,24 @@ class BpoPairRecord:
     details: dict[str, Any] | None = None
 
 
+class CaseRejected(StoreError, ValueError):
+    """Cases the store cannot hold (see `store_problem`); `problems` lists (index in the import, "field: message")."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        self.problems = problems
+        shown = [f"case {index + 1}: {message}" for index, message in problems[:MAX_REPORTED]]
+        if len(problems) > MAX_REPORTED:
+            shown.append(f"... and {len(problems) - MAX_REPORTED} more problems")
+        super().__init__("\n".join(shown))
+
+
 class Store:
     """Typed access to the promptopt database."""
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_db_url()
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(self.url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.engine: Engine = open_engine(self.url)
+        create_schema(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -91,23 +114,68 @@ class Store:
 
     # cases
     def import_cases(self, cases: Sequence[Case], imported_from: str = "") -> ImportResult:
-        """Insert cases not yet stored (by content hash) in one transaction; return every case's id."""
-        ids: list[int] = []
-        new = 0
+        """Store the cases not yet stored (by content hash); return every case's id, in order.
+
+        Raises `CaseRejected` before any write if a case does not fit (`store_problem`). New cases are staged
+        `IMPORT_BATCH` at a time, each batch its own short transaction, so other writers wait seconds at most;
+        then they are published in one statement, so a failed import adds no case. Concurrent imports of the
+        same cases all succeed with the same ids: a case another import published first is skipped, not refused."""
+        _refuse_unstorable(cases)
+        digests = [case.content_hash() for case in cases]
+        ids = self._case_ids(set(digests))
+        fresh: dict[str, Case] = {}
+        for digest, case in zip(digests, cases):
+            if digest not in ids:
+                fresh.setdefault(digest, case)
+        new = self._publish(list(fresh.items()), imported_from) if fresh else 0
+        ids.update(self._case_ids(set(fresh)))
+        return ImportResult(case_ids=[ids[digest] for digest in digests], new=new)
+
+    def _case_ids(self, digests: set[str]) -> dict[str, int]:
+        """Stored case ids by content hash, for those of `digests` that are stored."""
+        ordered = sorted(digests)
+        found: dict[str, int] = {}
+        with self.session() as session:
+            for start in range(0, len(ordered), IMPORT_BATCH):
+                chunk = ordered[start:start + IMPORT_BATCH]
+                query = select(CaseRow.content_hash, CaseRow.id).where(CaseRow.content_hash.in_(chunk))
+                found.update((digest, case_id) for digest, case_id in session.execute(query))
+        return found
+
+    def _publish(self, fresh: list[tuple[str, Case]], imported_from: str) -> int:
+        """Stage `fresh` (hash, case) pairs batch by batch, then move them into `cases`; how many were added.
+        On any failure (Ctrl-C included) this import's staged rows are removed and the error is raised."""
+        import_id = uuid.uuid4().hex
+        written = False
+        try:
+            for start in range(0, len(fresh), IMPORT_BATCH):
+                self._stage(import_id, start, fresh[start:start + IMPORT_BATCH], imported_from)
+                written = True
+            return self._move_staged(import_id)
+        except BaseException:
+            if written:
+                self._unstage(import_id)
+            raise
+
+    def _stage(self, import_id: str, start: int, batch: list[tuple[str, Case]], imported_from: str) -> None:
+        """Write one batch of an import's new cases to the staging table, in one short transaction."""
+        rows = [dict(_case_values(case, digest, imported_from), import_id=import_id, position=start + offset)
+                for offset, (digest, case) in enumerate(batch)]
         with self.session() as session, session.begin():
-            known = {}
-            for case in cases:
-                digest = case.content_hash()
-                if digest not in known:
-                    known[digest] = session.scalar(select(CaseRow.id).where(CaseRow.content_hash == digest))
-                if known[digest] is None:
-                    row = _case_row(case, digest, imported_from)
-                    session.add(row)
-                    session.flush()
-                    known[digest] = row.id
-                    new += 1
-                ids.append(known[digest])
-        return ImportResult(case_ids=ids, new=new)
+            session.execute(insert(StagedCaseRow), rows)
+
+    def _move_staged(self, import_id: str) -> int:
+        """Publish an import's staged cases in one transaction, clear them (and stale ones); how many were added."""
+        with self.session() as session, session.begin():
+            added = session.connection().execute(_publish_statement(self.engine.dialect.name, import_id)).rowcount
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.import_id == import_id))
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.staged_at < utcnow() - STALE_STAGING))
+        return added
+
+    def _unstage(self, import_id: str) -> None:
+        """Remove what a failed import staged, if the store lets us (what stays is never read, and is swept later)."""
+        with contextlib.suppress(SQLAlchemyError, StoreError), self.session() as session, session.begin():
+            session.execute(delete(StagedCaseRow).where(StagedCaseRow.import_id == import_id))
 
     def cases(self, ids: Iterable[int] | None = None, label: str | None = None, limit: int | None = None) -> list[Case]:
         """Stored cases, optionally only `ids` (in that order) or one label."""
@@ -265,47 +333,36 @@ class Store:
             return list(session.scalars(query))
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Bring a store written by an older promptopt up to date: add the columns later versions introduced
-    (all have defaults), so existing runs stay readable."""
-    inspector = inspect(engine)
-    with engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in present:
-                    continue
-                default = column.default.arg if column.default is not None and column.default.is_scalar else None
-                kind = column.type.compile(dialect=engine.dialect)
-                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} "
-                                        f"DEFAULT {_sql_literal(default)}"))
+def _refuse_unstorable(cases: Sequence[Case]) -> None:
+    """Raise `CaseRejected` naming every case the store cannot hold, before anything is written."""
+    problems = [(index, problem) for index, case in enumerate(cases) if (problem := store_problem(case))]
+    if problems:
+        raise CaseRejected(problems)
 
 
-def _sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
+def _case_values(case: Case, digest: str, imported_from: str) -> dict[str, Any]:
+    return {
+        "content_hash": digest, "query": case.query, "context": list(case.context),
+        "expected_tool": case.expected.name, "expected_arguments": dict(case.expected.arguments),
+        "expected_text": case.expected.text, "actual_tool": case.actual.name if case.actual else None,
+        "actual_arguments": dict(case.actual.arguments) if case.actual else None,
+        "label": case.label, "tags": list(case.tags), "source": case.source, "imported_from": imported_from,
+    }
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _case_row(case: Case, digest: str, imported_from: str) -> CaseRow:
-    return CaseRow(
-        content_hash=digest, query=case.query, context=list(case.context), expected_tool=case.expected.name,
-        expected_arguments=dict(case.expected.arguments), expected_text=case.expected.text,
-        actual_tool=case.actual.name if case.actual else None,
-        actual_arguments=dict(case.actual.arguments) if case.actual else None,
-        label=case.label, tags=list(case.tags), source=case.source, imported_from=imported_from,
-    )
+def _publish_statement(dialect: str, import_id: str) -> Any:
+    """INSERT into `cases` the import's staged rows, in file order, skipping hashes already stored. Where the
+    database can (SQLite, PostgreSQL), a row another import publishes meanwhile is skipped too, not an error.
+    The row count is kept: it is how many cases this import added."""
+    staged = StagedCaseRow
+    rows = (select(*[staged.__table__.c[name] for name in _CASE_FIELDS], staged.staged_at)
+            .where(staged.import_id == import_id,
+                   ~exists().where(CaseRow.content_hash == staged.content_hash))
+            .order_by(staged.position))
+    statement = _INSERTS.get(dialect, insert)(CaseRow).from_select([*_CASE_FIELDS, "created_at"], rows)
+    if dialect in _INSERTS:
+        statement = statement.on_conflict_do_nothing(index_elements=[CaseRow.content_hash])
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _case(row: CaseRow) -> Case:

@@ -1,5 +1,5 @@
-"""SQLAlchemy tables of the store: cases, runs and their splits, candidates, evaluations, steps, model calls,
-BPO feedback pairs."""
+"""SQLAlchemy tables of the store: cases (and the staging table imports write to first), runs and their splits,
+candidates, evaluations, steps, model calls, BPO feedback pairs; and the length limits a case must fit."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -7,6 +7,14 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from promptopt.case import Case
+
+MAX_TOOL_NAME = 128
+"""Longest tool name the store holds (expected, actual and predicted tools)."""
+MAX_LABEL = 8
+MAX_SOURCE = 256
+"""Longest case `source` the store holds."""
 
 
 def utcnow() -> datetime:
@@ -17,23 +25,41 @@ class Base(DeclarativeBase):
     pass
 
 
-class CaseRow(Base):
+class CaseFields:
+    """The columns of a stored case, shared by `cases` and the staging table imports write to first."""
+
+    query: Mapped[str] = mapped_column(Text)
+    context: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    expected_tool: Mapped[str] = mapped_column(String(MAX_TOOL_NAME))
+    expected_arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    expected_text: Mapped[str] = mapped_column(Text, default="")
+    actual_tool: Mapped[str | None] = mapped_column(String(MAX_TOOL_NAME), nullable=True)
+    actual_arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    label: Mapped[str] = mapped_column(String(MAX_LABEL))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(MAX_SOURCE), default="")
+    imported_from: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseRow(CaseFields, Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    query: Mapped[str] = mapped_column(Text)
-    context: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    expected_tool: Mapped[str] = mapped_column(String(128))
-    expected_arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    expected_text: Mapped[str] = mapped_column(Text, default="")
-    actual_tool: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    actual_arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    label: Mapped[str] = mapped_column(String(8))
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    source: Mapped[str] = mapped_column(String(256), default="")
-    imported_from: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StagedCaseRow(CaseFields, Base):
+    """A new case an import has written but not yet published. Imports stage in small transactions, then move
+    their rows into `cases` in one statement: other writers never wait long, and a failed import adds no case."""
+
+    __tablename__ = "staged_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    import_id: Mapped[str] = mapped_column(String(32), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    staged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RunRow(Base):
@@ -86,7 +112,7 @@ class EvaluationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
-    predicted_tool: Mapped[str] = mapped_column(String(128))
+    predicted_tool: Mapped[str] = mapped_column(String(MAX_TOOL_NAME))
     predicted_arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     predicted_text: Mapped[str] = mapped_column(Text, default="")
     score: Mapped[float] = mapped_column(Float)
@@ -144,3 +170,23 @@ class BpoPairRow(Base):
     rejection: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def store_problem(case: Case) -> str | None:
+    """Why the store cannot hold `case` ("field: message"): a text longer than its column, or a NUL character
+    (PostgreSQL refuses it). Checked before any write, so every store refuses the same input in the same words."""
+    for field, value, limit in _case_texts(case):
+        if "\x00" in value:
+            return f"{field}: contains a NUL character (\\u0000), which the store cannot hold"
+        if limit is not None and len(value) > limit:
+            return f"{field}: at most {limit} characters, got {len(value)}"
+    return None
+
+
+def _case_texts(case: Case) -> list[tuple[str, str, int | None]]:
+    """Each text column a case is stored in: its case-file field name, value and length limit (None: unlimited)."""
+    texts = [("query", case.query, None), ("expected.tool", case.expected.name, MAX_TOOL_NAME),
+             ("expected.text", case.expected.text, None)]
+    if case.actual is not None:
+        texts.append(("actual.tool", case.actual.name, MAX_TOOL_NAME))
+    return [*texts, ("label", case.label, MAX_LABEL), ("source", case.source, MAX_SOURCE)]

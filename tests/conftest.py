@@ -9,6 +9,7 @@ import pytest
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.tasks import bundled_task
+from tests.postgres import postgres_cluster, store_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, a fresh store)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,18 @@ import click
 from promptopt.cli.records import cases, evaluators, export, runs
 from promptopt.cli.run import run
 from promptopt.cli.serve import serve
+from promptopt.cli.shared import user_errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The command group; an error a command leaves unmapped (opening the store, say) still becomes one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with user_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="promptopt")
 def main() -> None:
     """Optimize an LLM agent's system prompt from the cases it got wrong.

@@ -15,6 +15,7 @@ from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer.options import OptionError
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.report import RunNotFound
+from promptopt.runs.store import CaseRejected, StoreError
 from promptopt.tasks import TaskFileError
 
 DB_HELP = f"SQLAlchemy database URL of the store (default: $PROMPTOPT_DB or {default_db_url()})."
@@ -38,7 +39,8 @@ def progress(quiet: bool) -> Callable[[str], None]:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn promptopt's input and settings errors into one-line command-line errors (exit 1, or 2 for usage)."""
+    """Turn promptopt's input, settings and store errors (a missing driver, a lock not had in time) into one-line
+    command-line errors (exit 1, or 2 for usage)."""
     try:
         yield
     except CaseFileError as error:
@@ -51,6 +53,10 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
     except RunNotFound as error:
         raise click.ClickException(f"no run {error.args[0]!r} in the store") from None
+    except CaseRejected as error:
+        raise click.ClickException(f"nothing was imported:\n{error}") from None
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def optimizer_options(command: Callable[..., Any]) -> Callable[..., Any]:
