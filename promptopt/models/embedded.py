@@ -24,28 +24,13 @@ from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded_weights import GGUF_FILE
 from promptopt.models.response_cache import ResponseCache
+from promptopt.models.tool_text import parse_json_object, render_tool_section, tool_names
 
 END_OF_TURN = "<|im_end|>"
-TOOL_SECTION_HEADER = "## Tools\nReply with the name of exactly one tool, or none when no tool fits."
 CHANNEL_TAG = "{choice}: "
 CHANNEL_SLOT = "\x00"
 # Part of every cached routing answer's key: change it whenever routing would choose differently.
 ROUTING_METHOD = "channel-v1"
-
-
-def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
-    """Names of OpenAI-schema tools, in order."""
-    return [tool["function"]["name"] for tool in tools]
-
-
-def render_tool_section(tools: Sequence[dict[str, Any]]) -> str:
-    """The tool list the local model sees after the system prompt (API backends pass `tools=` instead)."""
-    lines = [TOOL_SECTION_HEADER]
-    for tool in tools:
-        description = (tool["function"].get("description") or "").split(". ")[0].rstrip(".")
-        lines.append(f"- {tool['function']['name']}: {description}")
-    lines.append(f"- {NO_TOOL}: no tool, answer directly")
-    return "\n".join(lines)
 
 
 class _Tree:
@@ -444,21 +429,3 @@ class EmbeddedModel:
                             latency_s=time.perf_counter() - began)
         return text, record
 
-
-def parse_json_object(text: str) -> dict[str, Any]:
-    """The first balanced JSON object in `text`, or `{}` when there is none that parses."""
-    depth, start = 0, text.find("{")
-    if start < 0:
-        return {}
-    for index in range(start, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                try:
-                    value = json.loads(text[start:index + 1])
-                except json.JSONDecodeError:
-                    return {}
-                return value if isinstance(value, dict) else {}
-    return {}

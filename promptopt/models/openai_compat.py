@@ -24,10 +24,10 @@ from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.models.embedded import parse_json_object, tool_names
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy, is_retryable, status_code
+from promptopt.models.tool_text import parse_json_object, tool_names
 
 T = TypeVar("T")
 
