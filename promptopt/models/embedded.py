@@ -311,8 +311,7 @@ class EmbeddedModel:
                                              "tokens_in": routed.record.tokens_in})
         for i, answer in enumerate(answers):
             if answer is not None:
-                record = CallRecord(role="task", model=self.name, tokens_in=int(answer["tokens_in"]), tokens_out=1,
-                                    latency_s=0.0, cache_hit=True, attempts=0)
+                record = CallRecord.from_cache("task", self.name, int(answer["tokens_in"]), 1)
                 results[i] = Routed(call=ToolCall(answer["name"], answer["arguments"]), record=record)
         return [r for r in results if r is not None]
 
@@ -381,8 +380,7 @@ class EmbeddedModel:
                        "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
             if answer is not None:
-                record = CallRecord(role=role, model=self.name, tokens_in=int(answer["tokens_in"]),
-                                    tokens_out=int(answer["tokens_out"]), latency_s=0.0, cache_hit=True, attempts=0)
+                record = CallRecord.from_cache(role, self.name, int(answer["tokens_in"]), int(answer["tokens_out"]))
                 completions.append(Completion(text=answer["text"], record=record))
                 continue
             began = time.perf_counter()

@@ -187,8 +187,8 @@ class OpenAICompatibleModel:
         if cached is not None:
             usage = cached.get("usage") or {}
             tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=0.0,
-                                cache_hit=True, attempts=0, cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+            record = CallRecord.from_cache(role, self.name, tokens_in, tokens_out,
+                                           self.prices.cost(self.name, tokens_in, tokens_out))
             return Reply(message=_first_message(cached), record=record)
         payload = {k: v for k, v in request.items() if not k.startswith("_")}
         started = time.perf_counter()
