@@ -24,6 +24,7 @@ from promptopt.models.embedded_weights import GGUF_FILE
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import ResponseCache
+from promptopt.models.settings import ModelSettings
 from promptopt.models.tool_text import parse_json_object, render_tool_section, tool_names
 
 END_OF_TURN = "<|im_end|>"
@@ -293,3 +294,9 @@ class EmbeddedModel:
                             latency_s=time.perf_counter() - began)
         return text, record
 
+
+def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
+                  prices: Any) -> EmbeddedModel:
+    """The registry's factory for `embedded`: the local model with the response cache; it serves one call at a
+    time and costs nothing, so `concurrency` and `prices` do not apply."""
+    return EmbeddedModel(cache=cache)

@@ -27,6 +27,7 @@ from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy, is_retryable, status_code
+from promptopt.models.settings import ModelSettings
 from promptopt.models.tool_text import parse_json_object, tool_names
 
 T = TypeVar("T")
@@ -242,6 +243,14 @@ class OpenAICompatibleModel:
                                               base_url=self.endpoint.base_url, timeout=self.endpoint.timeout_s,
                                               max_retries=0)
         return self._client
+
+
+def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
+                  prices: PriceTable | None) -> OpenAICompatibleModel:
+    """The registry's factory for `openai`: a client for the endpoint `settings` describe."""
+    endpoint = Endpoint(settings.model, settings.base_url, settings.api_key, settings.timeout_s)
+    return OpenAICompatibleModel(endpoint, concurrency=concurrency, cache=cache, prices=prices,
+                                 tool_protocol=settings.tool_protocol)
 
 
 def render_text_protocol(tools: Sequence[dict[str, Any]]) -> str:
