@@ -1,8 +1,5 @@
-"""Reference scoring for the embedded model: one full forward per branch, no key/value cache, no packing.
-
-Slow and kept only as the yardstick: tests and benchmarks/local_scoring.py check that `packed_scoring` gives
-the same log-probs (through `EmbeddedModel.choice_logprobs_naive` and `channel_logprobs_naive`).
-"""
+"""Reference scoring for the embedded model, one full forward per branch: slow, kept as the yardstick that tests
+and benchmarks/local_scoring.py hold `packed_scoring` to (via `EmbeddedModel.*_logprobs_naive`)."""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -1,7 +1,5 @@
-"""Model backends by kind: the built-ins, those registered in this process, and whatever installed packages
-register under the entry point group `promptopt.models` (found the way evaluators are). Each kind maps to a
-factory `(settings, concurrency, cache, prices) -> ModelBackend`; `load_model` builds the one `settings.kind`
-names, so a new backend is one module plus one entry here or in its package's metadata."""
+"""Model backends by kind, each a factory `(settings, concurrency, cache, prices) -> ModelBackend`: the built-ins,
+`register`ed ones and `promptopt.models` entry points, so a new backend is one module plus one entry."""
 from __future__ import annotations
 
 import warnings
@@ -57,9 +55,8 @@ def unregister(kind: str) -> None:
 
 
 def available() -> dict[str, BackendInfo]:
-    """Every backend kind that can be named: built-ins first, then this process's, then plugins. A plugin cannot
-    take a name already taken: it is left out with a warning that names its distribution, so its author learns
-    why it never runs."""
+    """Every backend kind that can be named: built-ins, then this process's, then plugins; a plugin with a taken
+    name is left out with a warning that names its distribution, so its author learns why it never runs."""
     found = {kind: BackendInfo(kind, BUILT_IN, target, metadata.EntryPoint(kind, target, ENTRY_POINT_GROUP).load)
              for kind, target in BUILT_INS.items()}
     for kind, factory in _registered.items():
