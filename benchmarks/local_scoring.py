@@ -15,7 +15,8 @@ import numpy as np
 
 from promptopt.case import NO_TOOL
 from promptopt.optimizer.strategies.demos import render_demos
-from promptopt.models.embedded import EmbeddedModel, render_tool_section, tool_names
+from promptopt.models.embedded import EmbeddedModel
+from promptopt.models.tool_text import render_tool_section, tool_names
 from promptopt.runs.case_import import read_cases
 from promptopt.tasks import bundled_task
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from promptopt.case import NO_TOOL
-from promptopt.models.embedded import parse_json_object, tool_names
 from promptopt.models.embedded_weights import CACHE_NAME
+from promptopt.models.tool_text import parse_json_object, tool_names
 from promptopt.config import model_cache_dir
 
 CONVERSATIONS = [

@@ -24,6 +24,13 @@ class CallRecord:
     error: str = ""
     status: int = 0
 
+    @classmethod
+    def from_cache(cls, role: str, model: str, tokens_in: int, tokens_out: int,
+                   cost_usd: float = 0.0) -> "CallRecord":
+        """A call the response cache answered: the original call's tokens and cost, no latency, no attempts."""
+        return cls(role=role, model=model, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=0.0,
+                   cache_hit=True, cost_usd=cost_usd, attempts=0)
+
 
 @dataclass(frozen=True)
 class Routed:

@@ -4,10 +4,9 @@ It routes with the noisy channel (Min et al. 2022): each choice (tool name or `n
 at the start of the user's last message and the message's own tokens are scored, so the pick is the choice under
 which the model best predicts what the user said. A 135M model scoring the reply directly (`choice_logprobs`)
 answers `none` almost always whatever the prompt; the channel has no such label prior and reads demos rendered
-as `"{tool}: {query}"` the same way. The system prompt is encoded once per candidate and its key/value cache
-reused; each conversation's branches are packed as a token trie into one sequence (a tree attention mask keeps
-them apart; shared tokens are fed once, a branch's last token never), rows are sorted by length so batches carry
-little padding, and one forward scores a whole batch. Arguments are filled by a short greedy generation.
+as `"{tool}: {query}"` the same way. Scoring is packed (`packed_scoring`: the system prompt's key/value cache
+reused, each conversation's choices packed into one sequence); `reference_scoring` is the slow yardstick.
+Arguments are filled by a short greedy generation.
 """
 from __future__ import annotations
 
@@ -15,102 +14,24 @@ import json
 import threading
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded_weights import GGUF_FILE
+from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
+from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import ResponseCache
+from promptopt.models.settings import ModelSettings
+from promptopt.models.tool_text import parse_json_object, render_tool_section, tool_names
 
 END_OF_TURN = "<|im_end|>"
-TOOL_SECTION_HEADER = "## Tools\nReply with the name of exactly one tool, or none when no tool fits."
 CHANNEL_TAG = "{choice}: "
 CHANNEL_SLOT = "\x00"
 # Part of every cached routing answer's key: change it whenever routing would choose differently.
 ROUTING_METHOD = "channel-v1"
-
-
-def tool_names(tools: Sequence[dict[str, Any]]) -> list[str]:
-    """Names of OpenAI-schema tools, in order."""
-    return [tool["function"]["name"] for tool in tools]
-
-
-def render_tool_section(tools: Sequence[dict[str, Any]]) -> str:
-    """The tool list the local model sees after the system prompt (API backends pass `tools=` instead)."""
-    lines = [TOOL_SECTION_HEADER]
-    for tool in tools:
-        description = (tool["function"].get("description") or "").split(". ")[0].rstrip(".")
-        lines.append(f"- {tool['function']['name']}: {description}")
-    lines.append(f"- {NO_TOOL}: no tool, answer directly")
-    return "\n".join(lines)
-
-
-class _Tree:
-    """Shared tokens followed by a trie of branches, flattened for one packed forward.
-
-    Only tokens whose output is needed are fed (a branch's last token is a target, never an input); branches
-    that start alike share those tokens. `terms[j]` lists (predictor index, target token) for branch j's scored
-    tokens, and `predictors` the input columns whose next-token distributions they read.
-    """
-
-    def __init__(self, shared: list[int], branches: list[tuple[list[int], int]]) -> None:
-        if not shared:
-            raise ValueError("a packed row needs at least one shared token")
-        parent = list(range(-1, len(shared) - 1))
-        tokens, depth = list(shared), list(range(len(shared)))
-        children: dict[tuple[int, int], int] = {}
-        paths = []
-        for ids, _ in branches:
-            node, path = len(shared) - 1, []
-            for token in ids:
-                key = (node, token)
-                if key not in children:
-                    children[key] = len(tokens)
-                    tokens.append(token)
-                    parent.append(node)
-                    depth.append(depth[node] + 1)
-                node = children[key]
-                path.append(node)
-            paths.append(path)
-        fed = set(range(len(shared))) | {p for p in parent[len(shared):]}
-        keep = sorted(fed)
-        column = {node: k for k, node in enumerate(keep)}
-        self.tokens = [tokens[node] for node in keep]
-        self.depths = [depth[node] for node in keep]
-        self.parents = [column[parent[node]] if parent[node] >= 0 else -1 for node in keep]
-        self.size = len(keep)
-        predictor: dict[int, int] = {}
-        self.terms: list[list[tuple[int, int]]] = []
-        for (ids, start), path in zip(branches, paths):
-            terms = []
-            for t in range(start, len(ids)):
-                source = column[parent[path[t]]]
-                terms.append((predictor.setdefault(source, len(predictor)), ids[t]))
-            self.terms.append(terms)
-        self.predictors = list(predictor)
-
-    def ancestry(self) -> Any:
-        """Boolean (size, size) mask: each fed token sees itself and its ancestors."""
-        import torch
-
-        mask = np.zeros((self.size, self.size), dtype=bool)
-        for node, up in enumerate(self.parents):
-            if up >= 0:
-                mask[node] = mask[up]
-            mask[node, node] = True
-        return torch.from_numpy(mask)
-
-
-@dataclass
-class PrefixCache:
-    """Key/value states of one encoded system prompt, reused for every conversation scored under it."""
-
-    text: str
-    length: int
-    layers: list[tuple[Any, Any]]
 
 
 class EmbeddedModel:
@@ -156,35 +77,16 @@ class EmbeddedModel:
 
     def _prefix_cache(self, system_prompt: str) -> PrefixCache:
         """Encode the system turn once; later calls with the same prompt reuse it."""
-        import torch
-
         text = self._system_text(system_prompt)
-        if self._prefix is not None and self._prefix.text == text:
-            return self._prefix
-        ids = torch.tensor([self._encode(text)])
-        with torch.inference_mode():
-            out = self._model.model(input_ids=ids, use_cache=True)
-        cache = out.past_key_values
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        self._prefix = PrefixCache(text=text, length=ids.shape[1], layers=layers)
+        if self._prefix is None or self._prefix.text != text:
+            self._prefix = encode_prefix(self._model, text, self._encode(text))
         return self._prefix
 
     def choice_logprobs(
         self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
     ) -> np.ndarray:
         """Log-probability of each choice (plus end of turn) as the reply to each conversation, packed."""
-        with self._lock:
-            self._load()
-            return self._score_rows(self._prefix_cache(system_prompt),
-                                    self._reply_rows(system_prompt, conversations, choices))
-
-    def _reply_rows(
-        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
-    ) -> list[tuple[list[int], list[tuple[list[int], int]]]]:
-        """Per conversation: the rendered turns up to the assistant opener, and each choice + end of turn."""
-        choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
-        return [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
-                for c in conversations]
+        return self._score(system_prompt, self._reply_rows, conversations, choices)
 
     def channel_logprobs(
         self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
@@ -194,15 +96,47 @@ class EmbeddedModel:
         The choice is written at the start of the last user turn as `"{choice}: "`, mirroring demos rendered
         as `"{tool}: {query}"`; only the message's own tokens (and its end of turn) are scored.
         """
+        return self._score(system_prompt, self._channel_rows, conversations, choices)
+
+    def choice_logprobs_naive(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> np.ndarray:
+        """Reference for `choice_logprobs`: one full forward per (conversation, choice). Slow; for checks."""
+        return self._score(system_prompt, self._reply_rows, conversations, choices, naive=True)
+
+    def channel_logprobs_naive(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> np.ndarray:
+        """Reference for `channel_logprobs`: one full forward per (conversation, choice). Slow; for checks."""
+        return self._score(system_prompt, self._channel_rows, conversations, choices, naive=True)
+
+    def _score(self, system_prompt: str, make_rows: Callable[..., list[Row]],
+               conversations: Sequence[list[dict[str, str]]], choices: Sequence[str],
+               naive: bool = False) -> np.ndarray:
+        """Score the rows `make_rows` builds: packed over the cached system turn, or by the naive reference."""
         with self._lock:
             self._load()
+            if naive:
+                system_ids = self._encode(self._system_text(system_prompt))
+                return score_rows_naive(self._model, system_ids, make_rows(system_prompt, conversations, choices))
             prefix = self._prefix_cache(system_prompt)
-            rows = [self._channel_row(system_prompt, c, choices) for c in conversations]
-            return self._score_rows(prefix, rows)
+            return score_rows(self._model, prefix, make_rows(system_prompt, conversations, choices), self.batch_size)
 
-    def _channel_row(
-        self, system_prompt: str, conversation: list[dict[str, str]], choices: Sequence[str]
-    ) -> tuple[list[int], list[tuple[list[int], int]]]:
+    def _reply_rows(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> list[Row]:
+        """Per conversation: the rendered turns up to the assistant opener, and each choice + end of turn."""
+        choice_ids = [self._encode(choice + END_OF_TURN) for choice in choices]
+        return [(self._encode(self._suffix_text(system_prompt, c)), [(ids, 0) for ids in choice_ids])
+                for c in conversations]
+
+    def _channel_rows(
+        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
+    ) -> list[Row]:
+        """One channel row per conversation."""
+        return [self._channel_row(system_prompt, c, choices) for c in conversations]
+
+    def _channel_row(self, system_prompt: str, conversation: list[dict[str, str]], choices: Sequence[str]) -> Row:
         """The shared head (earlier turns and the user turn opener) and, per choice, its tokens and scored start."""
         *context, last = conversation
         if last.get("role") != "user":
@@ -219,88 +153,6 @@ class EmbeddedModel:
                 start += 1
             branches.append((ids, start))
         return self._encode(head_text), branches
-
-    def _score_rows(self, prefix: PrefixCache, rows: list[tuple[list[int], list[tuple[list[int], int]]]]) -> np.ndarray:
-        """Score rows of (shared tokens, branches), shortest first so batches carry little padding."""
-        width = max((len(branches) for _, branches in rows), default=0)
-        scores = np.zeros((len(rows), width))
-        trees = [_Tree(shared, branches) for shared, branches in rows]
-        order = sorted(range(len(rows)), key=lambda i: trees[i].size)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            scores[batch] = self._score_trees(prefix, [trees[i] for i in batch], width)
-        return scores
-
-    def _score_trees(self, prefix: PrefixCache, trees: list["_Tree"], width: int) -> np.ndarray:
-        """One forward for a batch of token trees over the cached system prompt; sums of the scored log-probs."""
-        import torch
-        from transformers import DynamicCache
-
-        batch, plen = len(trees), prefix.length
-        length = max(tree.size for tree in trees)
-        ids = torch.zeros((batch, length), dtype=torch.long)
-        positions = torch.zeros((batch, length), dtype=torch.long)
-        mask = torch.zeros((batch, 1, length, plen + length), dtype=torch.bool)
-        mask[:, :, :, :plen] = True
-        for row, tree in enumerate(trees):
-            n = tree.size
-            ids[row, :n] = torch.tensor(tree.tokens)
-            positions[row, :n] = plen + torch.tensor(tree.depths)
-            mask[row, 0, :n, plen:plen + n] = tree.ancestry()
-            pads = torch.arange(n, length)
-            mask[row, 0, pads, plen + pads] = True
-            positions[row, n:] = plen + pads
-        cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
-        with torch.inference_mode():
-            hidden = self._model.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-            ).last_hidden_state
-            rows = torch.tensor([r for r, tree in enumerate(trees) for _ in tree.predictors])
-            cols = torch.tensor([c for tree in trees for c in tree.predictors])
-            logprobs = torch.log_softmax(self._model.lm_head(hidden[rows, cols]).float(), dim=-1)
-            flat = logprobs.numpy()
-        out = np.zeros((batch, width))
-        offset = 0
-        for row, tree in enumerate(trees):
-            for j, terms in enumerate(tree.terms):
-                out[row, j] = sum(float(flat[offset + k, token]) for k, token in terms)
-            offset += len(tree.predictors)
-        return out
-
-    def choice_logprobs_naive(
-        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
-    ) -> np.ndarray:
-        """Reference for `choice_logprobs`: one full forward per (conversation, choice). Slow; for benchmarks."""
-        with self._lock:
-            self._load()
-            return self._score_rows_naive(system_prompt, self._reply_rows(system_prompt, conversations, choices))
-
-    def channel_logprobs_naive(
-        self, system_prompt: str, conversations: Sequence[list[dict[str, str]]], choices: Sequence[str]
-    ) -> np.ndarray:
-        """Reference for `channel_logprobs`: one full forward per (conversation, choice). Slow; for benchmarks."""
-        with self._lock:
-            self._load()
-            rows = [self._channel_row(system_prompt, c, choices) for c in conversations]
-            return self._score_rows_naive(system_prompt, rows)
-
-    def _score_rows_naive(self, system_prompt: str,
-                          rows: list[tuple[list[int], list[tuple[list[int], int]]]]) -> np.ndarray:
-        """Score each branch with its own forward over the whole text: no cache, no packing."""
-        import torch
-
-        system_ids = self._encode(self._system_text(system_prompt))
-        scores = np.zeros((len(rows), max((len(b) for _, b in rows), default=0)))
-        for i, (shared, branches) in enumerate(rows):
-            for j, (tokens, start) in enumerate(branches):
-                context = system_ids + shared + tokens[:start]
-                ids = torch.tensor([context + tokens[start:]])
-                with torch.inference_mode():
-                    logits = self._model(input_ids=ids).logits[0].float()
-                logprobs = torch.log_softmax(logits[len(context) - 1:-1], dim=-1)
-                target = torch.tensor(tokens[start:])
-                scores[i, j] = logprobs[torch.arange(len(target)), target].sum().item()
-        return scores
 
     def route(
         self,
@@ -326,8 +178,7 @@ class EmbeddedModel:
                                              "tokens_in": routed.record.tokens_in})
         for i, answer in enumerate(answers):
             if answer is not None:
-                record = CallRecord(role="task", model=self.name, tokens_in=int(answer["tokens_in"]), tokens_out=1,
-                                    latency_s=0.0, cache_hit=True, attempts=0)
+                record = CallRecord.from_cache("task", self.name, int(answer["tokens_in"]), 1)
                 results[i] = Routed(call=ToolCall(answer["name"], answer["arguments"]), record=record)
         return [r for r in results if r is not None]
 
@@ -396,8 +247,7 @@ class EmbeddedModel:
                        "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
             if answer is not None:
-                record = CallRecord(role=role, model=self.name, tokens_in=int(answer["tokens_in"]),
-                                    tokens_out=int(answer["tokens_out"]), latency_s=0.0, cache_hit=True, attempts=0)
+                record = CallRecord.from_cache(role, self.name, int(answer["tokens_in"]), int(answer["tokens_out"]))
                 completions.append(Completion(text=answer["text"], record=record))
                 continue
             began = time.perf_counter()
@@ -445,20 +295,8 @@ class EmbeddedModel:
         return text, record
 
 
-def parse_json_object(text: str) -> dict[str, Any]:
-    """The first balanced JSON object in `text`, or `{}` when there is none that parses."""
-    depth, start = 0, text.find("{")
-    if start < 0:
-        return {}
-    for index in range(start, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                try:
-                    value = json.loads(text[start:index + 1])
-                except json.JSONDecodeError:
-                    return {}
-                return value if isinstance(value, dict) else {}
-    return {}
+def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
+                  prices: Any) -> EmbeddedModel:
+    """The registry's factory for `embedded`: the local model with the response cache; it serves one call at a
+    time and costs nothing, so `concurrency` and `prices` do not apply."""
+    return EmbeddedModel(cache=cache)

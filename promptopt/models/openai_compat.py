@@ -24,10 +24,11 @@ from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.models.embedded import parse_json_object, tool_names
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy, is_retryable, status_code
+from promptopt.models.settings import ModelSettings
+from promptopt.models.tool_text import parse_json_object, tool_names
 
 T = TypeVar("T")
 
@@ -190,8 +191,8 @@ class OpenAICompatibleModel:
         if cached is not None:
             usage = cached.get("usage") or {}
             tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=0.0,
-                                cache_hit=True, attempts=0, cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+            record = CallRecord.from_cache(role, self.name, tokens_in, tokens_out,
+                                           self.prices.cost(self.name, tokens_in, tokens_out))
             return Reply(message=_first_message(cached), record=record)
         payload = {k: v for k, v in request.items() if not k.startswith("_")}
         started = time.perf_counter()
@@ -249,6 +250,14 @@ class OpenAICompatibleModel:
                                               base_url=self.endpoint.base_url, timeout=self.endpoint.timeout_s,
                                               max_retries=0)
         return self._client
+
+
+def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
+                  prices: PriceTable | None) -> OpenAICompatibleModel:
+    """The registry's factory for `openai`: a client for the endpoint `settings` describe."""
+    endpoint = Endpoint(settings.model, settings.base_url, settings.api_key, settings.timeout_s)
+    return OpenAICompatibleModel(endpoint, concurrency=concurrency, cache=cache, prices=prices,
+                                 tool_protocol=settings.tool_protocol)
 
 
 def render_text_protocol(tools: Sequence[dict[str, Any]]) -> str:

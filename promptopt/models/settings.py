@@ -1,6 +1,7 @@
 """Which model to use, where, and with which key: command-line flags, then the config file, then the standard
 `OPENAI_*` variables, then the default (`embedded`, the local SmolLM2). Task and optimizer model resolve
-separately. The key stays out of `repr` and out of everything promptopt stores."""
+separately. The key stays out of `repr` and out of everything promptopt stores. A config section's `backend`
+names a backend kind from `promptopt.models.registry` (a plugin's, say); without it the model and URL decide."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 EMBEDDED = "embedded"
+OPENAI = "openai"
 ROLES = ("task_model", "optimizer_model", "judge_model")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
@@ -19,47 +21,64 @@ class ModelSettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How to reach one model. `model == "embedded"` without a base URL is the local SmolLM2."""
+    """How to reach one model, and which backend kind serves it (`kind`); `model == "embedded"` without a base
+    URL or backend is the local SmolLM2."""
 
     model: str = EMBEDDED
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 60.0
     tool_protocol: str = "auto"
+    backend: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The registry kind that builds this backend: `backend` when given, else `embedded` for the local model
+        and `openai` for any endpoint."""
+        if self.backend:
+            return self.backend
+        return EMBEDDED if self.model == EMBEDDED and self.base_url is None else OPENAI
 
     @property
     def local(self) -> bool:
-        return self.model == EMBEDDED and self.base_url is None
+        """Whether these settings select the embedded local model."""
+        return self.kind == EMBEDDED
 
     def public(self) -> dict[str, Any]:
-        """What a run records about this model: name, URL, protocol; never the key."""
-        return {"model": self.model, "base_url": self.base_url, "tool_protocol": self.tool_protocol}
+        """What a run records about this model: name, URL, protocol and any explicit backend; never the key."""
+        public = {"model": self.model, "base_url": self.base_url, "tool_protocol": self.tool_protocol}
+        return {**public, "backend": self.backend} if self.backend else public
 
 
 def resolve_model_settings(role: str, model: str | None = None, base_url: str | None = None,
                            api_key: str | None = None, config: Mapping[str, Any] | None = None,
-                           environ: Mapping[str, str] | None = None, require_key: bool = True) -> ModelSettings:
+                           environ: Mapping[str, str] | None = None, require_key: bool = True,
+                           backend: str | None = None) -> ModelSettings:
     """Settings for `role` (`task_model`, `optimizer_model` or `judge_model`) from flags, config and environment; a remote
-    endpoint without a key is an error unless `require_key` is False (estimates call nothing)."""
+    OpenAI-compatible endpoint without a key is an error unless `require_key` is False (estimates call nothing).
+    The `OPENAI_*` variables apply only when no other backend kind is named."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     env = os.environ if environ is None else environ
     section = dict((config or {}).get(role) or {})
-    unknown = set(section) - {"model", "base_url", "api_key", "api_key_env", "timeout_s", "tool_protocol"}
+    unknown = set(section) - {"model", "base_url", "api_key", "api_key_env", "timeout_s", "tool_protocol", "backend"}
     if unknown:
         raise ModelSettingsError(f"config {role}: unknown keys {', '.join(sorted(unknown))}")
+    kind = backend or section.get("backend") or None
+    openai_env = kind in (None, OPENAI)
     name = model or section.get("model") or EMBEDDED
     url = base_url or section.get("base_url")
-    if url is None and name != EMBEDDED:
+    if url is None and name != EMBEDDED and openai_env:
         url = env.get("OPENAI_BASE_URL") or None
     key = api_key
     if key is None and section.get("api_key_env"):
         key = env.get(section["api_key_env"])
-    key = key or section.get("api_key") or (env.get("OPENAI_API_KEY") if name != EMBEDDED or url else None)
+    key = key or section.get("api_key") or (env.get("OPENAI_API_KEY") if openai_env and (name != EMBEDDED or url)
+                                            else None)
     settings = ModelSettings(model=name, base_url=url, api_key=key or None,
                              timeout_s=float(section.get("timeout_s", 60.0)),
-                             tool_protocol=section.get("tool_protocol", "auto"))
-    if require_key and not settings.local and not settings.api_key and not _is_local(settings.base_url):
+                             tool_protocol=section.get("tool_protocol", "auto"), backend=kind)
+    if require_key and settings.kind == OPENAI and not settings.api_key and not _is_local(settings.base_url):
         where = settings.base_url or "https://api.openai.com/v1"
         raise ModelSettingsError(
             f"{role.replace('_', ' ')} {name!r} at {where} needs an API key: set OPENAI_API_KEY, or "
