@@ -29,7 +29,7 @@ class CallableEvaluator:
     def __init__(self, function: Callable[[Case, ToolCall], Any], name: str) -> None:
         self.function = function
         self.name = name
-        self.needs_arguments = bool(getattr(function, "needs_arguments", False))
+        self.check_arguments = bool(getattr(function, "check_arguments", False))
         self.model_calls_per_case = int(getattr(function, "model_calls_per_case", 0) or 0)
         if hasattr(function, "evaluate_many"):
             self.evaluate_many = self._evaluate_many

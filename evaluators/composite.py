@@ -23,7 +23,7 @@ class _Composite:
         self.parts = list(parts)
         self.component_names = [name for part in parts for name in component_names(part)]
         self.model_calls_per_case = sum(model_calls_per_case(part) for part in parts)
-        self.needs_arguments = any(getattr(part, "needs_arguments", False) for part in parts)
+        self.check_arguments = any(getattr(part, "check_arguments", False) for part in parts)
         self.name = joiner.join(names)[:MAX_NAME]
 
     def __call__(self, case: Case, output: ToolCall) -> Score:

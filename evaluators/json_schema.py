@@ -15,7 +15,7 @@ class JsonSchemaEvaluator:
     else 0 with the first validation error as feedback."""
 
     name = "json_schema"
-    needs_arguments = True
+    check_arguments = True
 
     def __init__(self, tools: Sequence[dict[str, Any]]) -> None:
         self.schemas = parameter_schemas(tools)

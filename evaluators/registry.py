@@ -66,7 +66,7 @@ def _judge(settings: EvaluatorSettings) -> Evaluator:
 
 
 BUILT_INS = {
-    "tool_call": ("the right tool (0 or 1); with --arguments also its arguments (partial credit); the default",
+    "tool_call": ("the right tool (0 or 1); with --check-arguments also its arguments (partial credit); the default",
                   lambda s: ToolCallEvaluator(check_arguments=s.check_arguments, tools=s.tools)),
     "tool_name": ("the right tool or none, arguments ignored",
                   lambda s: ToolCallEvaluator(check_arguments=False, tools=s.tools, name="tool_name")),

@@ -140,7 +140,6 @@ class ToolCallEvaluator:
     def __init__(self, check_arguments: bool = True, tools: Sequence[dict[str, Any]] | None = None,
                  name: str | None = None) -> None:
         self.check_arguments = check_arguments
-        self.needs_arguments = check_arguments
         self.schemas = parameter_schemas(tools)
         if name:
             self.name = name

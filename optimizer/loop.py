@@ -14,13 +14,17 @@ from promptopt.optimizer.acceptance import decide
 from promptopt.optimizer.budget import Budget, BudgetExhausted, Limits
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
-from promptopt.optimizer.splits import split_cases, stratified_sample
+from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 Progress = Callable[[str], None]
+
+
+class RunFailed(RuntimeError):
+    """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
 
 
 @dataclass
@@ -41,7 +45,7 @@ class RunConfig:
     limits: Limits = field(default_factory=Limits)
     max_broken: int = 2
     alpha: float | None = None
-    fill_arguments: bool = False
+    check_arguments: bool = False
     evaluator: str = "tool_call"
     judge_model: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS
@@ -64,6 +68,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     if problem:
         raise ValueError(f"the seed prompt cannot be used: {problem}")
     splits = split_cases(cases, config.seed, config.splits)
+    require_every_split(splits)
     run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits)
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
@@ -100,6 +105,7 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
         material = stratified_sample(train, config.seed_train_sample, rng)
         incumbent_train: dict[int, CaseResult] = scorer.score(seed.id, seed.prompt, material, "seed train")
         incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
+        _require_answers({**incumbent_train, **incumbent_val})
         store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt")
         say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
         for step in range(1, config.steps + 1):
@@ -137,6 +143,14 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
                 f"{decision.reason}")
     except BudgetExhausted as error:
         say(f"budget exhausted, stopping the search: {error}")
-        store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"budget exhausted: {error}")
+        store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,
+                       f"budget exhausted: {error}")
     return incumbent
+
+
+def _require_answers(results: dict[int, CaseResult]) -> None:
+    """Stop a run whose every task-model call failed: its scores would read as a 0 % prompt, not as an outage."""
+    errors = [r.error for r in results.values() if r.error]
+    if results and len(errors) == len(results):
+        raise RunFailed(f"every task-model call failed ({len(errors)} calls); the first error: {errors[0]}")
 

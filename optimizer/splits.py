@@ -55,3 +55,16 @@ def stratified_sample(cases: Sequence[Case], size: int, rng: np.random.Generator
         count = min(len(members), max(1, int(round(share * len(members)))))
         chosen.extend(members[int(i)] for i in rng.choice(len(members), size=count, replace=False))
     return [cases[i] for i in sorted(chosen)]
+
+
+class TooFewCases(ValueError):
+    """Too few cases for a run: some split would be empty."""
+
+
+def require_every_split(assignment: dict[int, str]) -> None:
+    """Refuse a split that leaves train, validation or test empty (too few cases to search, accept and report)."""
+    sizes = {name: sum(1 for split in assignment.values() if split == name) for name in SPLITS}
+    empty = [name for name, size in sizes.items() if not size]
+    if empty:
+        raise TooFewCases(f"{len(assignment)} case(s) leave the {' and '.join(empty)} split(s) empty: a run needs "
+                         "at least one case in each of train, validation and test (4 or more cases)")

@@ -17,7 +17,7 @@ from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.optimizer import make_strategy
 from promptopt.optimizer.estimate import Estimate, estimate_run, rough_tokens
 from promptopt.optimizer.loop import RunConfig, run_optimization
-from promptopt.optimizer.splits import split_cases
+from promptopt.optimizer.splits import require_every_split, split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records, read_cases
@@ -118,7 +118,7 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
                        optimizer_base_url=optimizer_settings.base_url, concurrency=request.concurrency,
                        steps=request.steps_to_run, seed=request.seed, limits=request.limits,
                        max_broken=request.max_broken, alpha=request.alpha,
-                       fill_arguments=request.check_arguments, strategy_options=dict(request.options))
+                       check_arguments=request.check_arguments, strategy_options=dict(request.options))
     return _Setup(tools=load_tools(request.tools) if request.tools else bundled.tools,
                   seed_prompt=load_prompt(request.prompt) if request.prompt else bundled.seed_prompt,
                   case_files=list(request.cases) if request.cases else list(bundled.case_files),
@@ -149,9 +149,9 @@ def optimize(request: RunRequest | None = None, progress: Callable[[str], None] 
         config.model, config.base_url = backend.name, None
     evaluator = _evaluator(request, setup, None if given_task else backend)
     config.evaluator = evaluator.name
-    config.fill_arguments = request.check_arguments or bool(getattr(evaluator, "needs_arguments", False))
+    config.check_arguments = request.check_arguments or bool(getattr(evaluator, "check_arguments", False))
     report = run_optimization(
-        store, TASKS[request.task](tools=setup.tools, fill_arguments=config.fill_arguments), setup.seed_prompt,
+        store, TASKS[request.task](tools=setup.tools, check_arguments=config.check_arguments), setup.seed_prompt,
         stored, backend, setup.strategy, evaluator, config, progress, optimizer_backend,
     )
     winner = store.candidate(report["winner"]["candidate_id"])
@@ -189,6 +189,7 @@ def estimate(request: RunRequest | None = None, **keywords: Any) -> Estimate:
     unique = list({c.content_hash(): c for c in parsed}.values())
     numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
     splits = split_cases(numbered, request.seed, setup.config.splits)
+    require_every_split(splits)
     sizes = {name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")}
     rubric_text = load_rubric(request.rubric)
     # built only to count its model calls: the judge gets no model, since an estimate calls none

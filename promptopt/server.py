@@ -61,11 +61,11 @@ class EmbeddedResponder:
 
     model_name = "embedded"
 
-    def __init__(self, fill_arguments: bool = True) -> None:
+    def __init__(self, check_arguments: bool = True) -> None:
         from promptopt.models.embedded import EmbeddedModel
 
         self.model = EmbeddedModel()
-        self.fill_arguments = fill_arguments
+        self.check_arguments = check_arguments
 
     def respond(self, request: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
         messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in request.get("messages", [])]
@@ -73,7 +73,7 @@ class EmbeddedResponder:
         if tools and request.get("tool_choice") != "none":
             system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
             conversation = [m for m in messages if m["role"] in ("user", "assistant")]
-            routed = self.model.route(system, tools, [conversation], self.fill_arguments)[0]
+            routed = self.model.route(system, tools, [conversation], self.check_arguments)[0]
             if routed.call.name != "none":
                 call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
                         "function": {"name": routed.call.name,

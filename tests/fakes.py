@@ -27,7 +27,7 @@ class FakeRouter(FakeModel):
     route_tokens: tuple[int, int] = (10, 1)
 
     def route(self, system_prompt: str, tools: Sequence[dict[str, Any]],
-              conversations: Sequence[list[dict[str, str]]], fill_arguments: bool = False) -> list[Routed]:
+              conversations: Sequence[list[dict[str, str]]], check_arguments: bool = False) -> list[Routed]:
         """The `ModelBackend.route` call: `choose` for each conversation in order, a `ToolCall` or a tool name."""
         out = []
         for conversation in conversations:

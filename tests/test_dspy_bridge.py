@@ -168,7 +168,7 @@ def test_dspy_on_the_embedded_model_exports_the_prompt_it_measured(tmp_path, sma
     # the exported prompt, scored afresh on the test split the way the run scores (tool only), gives the report
     exported = export_prompt(store, result.run_id, "md")
     test_ids = [cid for cid, split in store.run_splits(result.run_id).items() if split == "test"]
-    fresh = Scorer(ToolRoutingTask(tools=bundled_task("tool-routing").tools, fill_arguments=False), shared_weights,
+    fresh = Scorer(ToolRoutingTask(tools=bundled_task("tool-routing").tools, check_arguments=False), shared_weights,
                    ToolCallEvaluator(check_arguments=False), store, result.run_id, Budget())
     candidate_id = store.add_candidate(result.run_id, 99, exported, "rescore")
     assert accuracy(fresh.score(candidate_id, exported, store.cases(test_ids))) == result.best_accuracy

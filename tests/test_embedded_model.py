@@ -66,9 +66,9 @@ def test_cached_generations_repeat_per_sample_without_generating(embedded, tmp_p
     assert not third[0].record.cache_hit
 
 
-def test_fill_arguments_keeps_only_schema_keys(embedded, task):
+def test_generated_arguments_keep_only_schema_keys(embedded, task):
     cart = next(t for t in task.tools if t["function"]["name"] == "manage_cart")
-    arguments = embedded.fill_arguments(task.seed_prompt, cart, CONVERSATIONS[1])
+    arguments = embedded.generate_arguments(task.seed_prompt, cart, CONVERSATIONS[1])
     assert isinstance(arguments, dict)
     assert set(arguments) <= set(cart["function"]["parameters"]["properties"])
 

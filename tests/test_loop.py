@@ -10,6 +10,8 @@ from promptopt.optimizer.prompt_text import EXAMPLES_HEADER
 from promptopt.optimizer.strategies.demos import DemosStrategy
 from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.splits import TooFewCases
+from promptopt.runs.report import format_report
 from promptopt.runs.export import export_prompt
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.fakes import FakeRouter
@@ -111,6 +113,21 @@ def test_budget_stops_the_search_but_not_the_report(store):
     assert report["status"] == "finished"
     assert any("budget exhausted" in s["message"] for s in report["steps"])
     assert router.calls - 2 * report["test_cases"] <= 60
+
+
+def test_a_budget_spent_before_validation_reports_no_validation_score(store):
+    cases = make_cases(store)
+    report = run(store, ScriptedRouter(cases), limits=Limits(calls=40))
+    assert report["steps"][-1]["message"].startswith("budget exhausted")
+    assert report["seed"]["val_accuracy"] is None and "n/a" in format_report(report)
+
+
+def test_too_few_cases_for_every_split_is_refused_before_a_run_exists(store):
+    two = make_cases(store)[:2]
+    with pytest.raises(TooFewCases, match="2 case\\(s\\) leave the .* split\\(s\\) empty"):
+        run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, two, ScriptedRouter(two),
+                         DemosStrategy(), ToolCallEvaluator(check_arguments=False), RunConfig())
+    assert store.runs() == []
 
 
 def test_a_crash_marks_the_run_failed(store):

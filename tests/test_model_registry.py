@@ -24,7 +24,7 @@ class ToyBackend:
         self.name = f"toy:{settings.model}"
         self.settings, self.concurrency, self.cache, self.prices = settings, concurrency, cache, prices
 
-    def route(self, system_prompt, tools, conversations, fill_arguments=False):
+    def route(self, system_prompt, tools, conversations, check_arguments=False):
         return [Routed(ToolCall(tools[0]["function"]["name"]), CallRecord("task", self.name, 1, 1, 0.0))
                 for _ in conversations]
 

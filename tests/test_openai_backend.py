@@ -128,19 +128,30 @@ def test_retry_after_is_honoured(expected, task):
 
 
 def test_a_call_failing_every_retry_fails_that_evaluation_visibly_not_the_run(tmp_path, case_file, expected):
-    faults = FaultPlan(rate=1.0, kinds=("server_error",))
+    faults = FaultPlan(rate=0.3, kinds=("server_error",), seed=1)
     db = f"sqlite:///{tmp_path / 'store.db'}"
     messages = []
     with ChatServer(ExamplesRouter(expected), faults=faults) as server:
-        model = backend(server, retry=RetryPolicy(attempts=2, base_s=0.0, cap_s=0.0))
+        model = backend(server, retry=RetryPolicy(attempts=1, base_s=0.0, cap_s=0.0))
         result = optimize(cases=[case_file], model=model, db=db, steps=1, progress=messages.append)
     report = result.report
     assert report["status"] == "finished"
-    assert report["failed_calls"] == report["model_calls"] > 0
+    assert 0 < report["failed_calls"] < report["model_calls"]
     assert any("failed after retries" in m and "500" in m for m in messages)
     store = Store(db)
-    evaluations = store.evaluations(report["seed"]["candidate_id"]).values()
-    assert evaluations and all(e.error.startswith("InternalServerError 500") and not e.passed for e in evaluations)
+    failed = [e for e in store.evaluations(report["seed"]["candidate_id"]).values() if e.error]
+    assert failed and all(e.error.startswith("InternalServerError 500") and not e.passed for e in failed)
+
+
+def test_a_run_whose_every_call_fails_is_a_failed_run_not_a_zero_score(tmp_path, case_file, expected):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with ChatServer(ExamplesRouter(expected)) as server:  # a wrong URL: every call is a 404, as a bad key is a 401
+        result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "scripted", "--base-url",
+                                           server.base_url.replace("/v1", "/nowhere"), "--db", db, "--quiet"])
+    assert result.exit_code == 1
+    assert "every task-model call failed" in result.output and "NotFoundError 404" in result.output
+    (run,) = Store(db).runs()
+    assert run.status == "failed" and "every task-model call failed" in run.error
 
 
 def test_client_errors_are_not_retried(expected, task):

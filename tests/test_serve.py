@@ -22,7 +22,7 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture
 def server(shared_weights):
-    with ChatServer(EmbeddedResponder(fill_arguments=False)) as running:
+    with ChatServer(EmbeddedResponder(check_arguments=False)) as running:
         yield running
 
 

@@ -30,7 +30,7 @@ def serve(host, port, arguments, latency_ms, fault_rate, seed) -> None:
     """
     from promptopt.server import ChatServer, EmbeddedResponder, FaultPlan
 
-    responder = EmbeddedResponder(fill_arguments=arguments)
+    responder = EmbeddedResponder(check_arguments=arguments)
     server = ChatServer(responder, host, port, latency_s=latency_ms / 1000, faults=FaultPlan(rate=fault_rate, seed=seed),
                         log=lambda line: click.echo(line, err=True))
     click.echo(f"serving model 'embedded' at {server.base_url} (Ctrl-C stops)", err=True)

@@ -12,7 +12,9 @@ from promptopt.config import ConfigFileError, default_db_url
 from promptopt.evaluators.registry import EvaluatorError
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
+from promptopt.optimizer.loop import RunFailed
 from promptopt.optimizer.options import OptionError
+from promptopt.optimizer.splits import TooFewCases
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.store import CaseRejected, StoreError
@@ -56,6 +58,8 @@ def user_errors() -> Iterator[None]:
     except CaseRejected as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
+        raise click.ClickException(str(error)) from None
+    except (RunFailed, TooFewCases) as error:
         raise click.ClickException(str(error)) from None
 
 

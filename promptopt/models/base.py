@@ -61,7 +61,7 @@ class ModelBackend(Protocol):
         system_prompt: str,
         tools: Sequence[dict[str, Any]],
         conversations: Sequence[list[dict[str, str]]],
-        fill_arguments: bool = False,
+        check_arguments: bool = False,
     ) -> list[Routed]:
         """Choose a tool (or none) for each conversation under `system_prompt`."""
         ...

@@ -159,17 +159,17 @@ class EmbeddedModel:
         system_prompt: str,
         tools: Sequence[dict[str, Any]],
         conversations: Sequence[list[dict[str, str]]],
-        fill_arguments: bool = False,
+        check_arguments: bool = False,
     ) -> list[Routed]:
         """Pick the choice (tool or `none`) under which the last user message is likeliest; optionally fill args.
 
         With a response cache, conversations already answered under the same prompt, tools and method come
         from it (recorded as cache hits) and only the rest are scored."""
-        requests = [self._route_request(system_prompt, tools, c, fill_arguments) for c in conversations]
+        requests = [self._route_request(system_prompt, tools, c, check_arguments) for c in conversations]
         answers: list[dict[str, Any] | None] = [self.cache.get(r) if self.cache else None for r in requests]
         missing = [i for i, answer in enumerate(answers) if answer is None]
         with self._lock:
-            fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], fill_arguments)
+            fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], check_arguments)
         results: list[Routed | None] = [None] * len(conversations)
         for i, routed in zip(missing, fresh):
             results[i] = routed
@@ -183,17 +183,18 @@ class EmbeddedModel:
         return [r for r in results if r is not None]
 
     def _route_request(self, system_prompt: str, tools: Sequence[dict[str, Any]],
-                       conversation: list[dict[str, str]], fill_arguments: bool) -> dict[str, Any]:
+                       conversation: list[dict[str, str]], check_arguments: bool) -> dict[str, Any]:
         """What decides one routing answer, as a response-cache key."""
         return {"backend": self.name, "weights": GGUF_FILE, "method": ROUTING_METHOD, "system": system_prompt,
-                "tools": list(tools), "messages": conversation, "fill_arguments": fill_arguments}
+                # the key keeps its first name so responses cached before the rename still answer
+                "tools": list(tools), "messages": conversation, "fill_arguments": check_arguments}
 
     def _route_fresh(
         self,
         system_prompt: str,
         tools: Sequence[dict[str, Any]],
         conversations: Sequence[list[dict[str, str]]],
-        fill_arguments: bool,
+        check_arguments: bool,
     ) -> list[Routed]:
         if not conversations:
             return []
@@ -209,16 +210,16 @@ class EmbeddedModel:
             tokens_in = prompt_tokens + len(self._encode(self._suffix_text(full_prompt, conversation)))
             arguments: dict[str, Any] = {}
             latency = share
-            if fill_arguments and name != NO_TOOL:
+            if check_arguments and name != NO_TOOL:
                 began = time.perf_counter()
                 schema = next(t for t in tools if t["function"]["name"] == name)
-                arguments = self.fill_arguments(system_prompt, schema, conversation)
+                arguments = self.generate_arguments(system_prompt, schema, conversation)
                 latency += time.perf_counter() - began
             record = CallRecord(role="task", model=self.name, tokens_in=tokens_in, tokens_out=1, latency_s=latency)
             results.append(Routed(call=ToolCall(name=name, arguments=arguments), record=record))
         return results
 
-    def fill_arguments(
+    def generate_arguments(
         self, system_prompt: str, tool: dict[str, Any], conversation: list[dict[str, str]], max_tokens: int = 48
     ) -> dict[str, Any]:
         """Generate the JSON arguments for the chosen tool; unknown keys and unparsable output are dropped."""

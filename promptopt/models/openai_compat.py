@@ -103,14 +103,14 @@ class OpenAICompatibleModel:
 
     # synchronous surface (the ModelBackend protocol)
     def route(self, system_prompt: str, tools: Sequence[dict[str, Any]],
-              conversations: Sequence[list[dict[str, str]]], fill_arguments: bool = False) -> list[Routed]:
+              conversations: Sequence[list[dict[str, str]]], check_arguments: bool = False) -> list[Routed]:
         """Ask the endpoint which tool fits each conversation, all conversations concurrently."""
         replies = self._run(self._gather([self._route_one(system_prompt, tools, c) for c in conversations]))
         names = set(tool_names(tools))
         routed = []
         for reply in replies:
             call = ToolCall(NO_TOOL) if reply.error else self._tool_call(reply.message, names)
-            if not fill_arguments:
+            if not check_arguments:
                 call = ToolCall(call.name, text=call.text)
             routed.append(Routed(call=call, record=reply.record, error=reply.error))
         return routed

@@ -10,10 +10,10 @@ from promptopt.models.base import ModelBackend, Routed
 
 @dataclass
 class ToolRoutingTask:
-    """Runs a model on cases with the task's tools; `fill_arguments` also asks for the call's arguments."""
+    """Runs a model on cases with the task's tools; `check_arguments` also asks for the call's arguments."""
 
     tools: list[dict[str, Any]]
-    fill_arguments: bool = False
+    check_arguments: bool = False
     name: str = field(default="tool-routing", init=False)
 
     @property
@@ -21,4 +21,4 @@ class ToolRoutingTask:
         return [t["function"]["name"] for t in self.tools]
 
     def run(self, model: ModelBackend, system_prompt: str, cases: Sequence[Case]) -> list[Routed]:
-        return model.route(system_prompt, self.tools, [c.messages() for c in cases], self.fill_arguments)
+        return model.route(system_prompt, self.tools, [c.messages() for c in cases], self.check_arguments)
