@@ -8,14 +8,19 @@ rate (429 with Retry-After, 500, a stalled reply, a malformed body), drawn from 
 """
 from __future__ import annotations
 
+import hmac
 import json
 import random
+import select
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Protocol
+
+from promptopt.chat_request import DEFAULT_MAX_BODY, ChatRequestError, parse_request, read_body
 
 FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed")
 
@@ -93,15 +98,35 @@ def _text(content: Any) -> str:
     return content or ""
 
 
+def client_gone(connection: socket.socket) -> bool:
+    """Whether the client closed its side (so a queued request need not be answered)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 class ChatServer:
-    """A threaded HTTP server speaking the OpenAI chat-completions API for one responder."""
+    """A threaded HTTP server speaking the OpenAI chat-completions API for one responder: at most `workers`
+    requests are answered at once and `queue` more wait; beyond that a request gets 503 with Retry-After. With
+    `api_key`, requests must carry it as a bearer token. Only `models` (default: the responder's) are answered."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
-                 faults: FaultPlan | None = None, log: Callable[[str], None] | None = None) -> None:
+                 faults: FaultPlan | None = None, log: Callable[[str], None] | None = None, workers: int = 64,
+                 queue: int = 64, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+                 models: tuple[str, ...] = ()) -> None:
+        if workers < 1 or queue < 0:
+            raise ValueError("workers must be at least 1 and queue at least 0")
         self.responder = responder
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
         self.log = log or (lambda line: None)
+        self.api_key = api_key
+        self.max_body = max_body
+        self.models = set(models or (responder.model_name,))
+        self._admitted = threading.BoundedSemaphore(workers + queue)
+        self._working = threading.Semaphore(workers)
         self.requests = 0
         self.injected: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
         self._counter = threading.Lock()
@@ -147,27 +172,54 @@ class ChatServer:
                 server.log(f"{self.address_string()} {format % args}")
 
             def do_GET(self) -> None:
+                if not self._authorized():
+                    return
                 if self.path.rstrip("/") in ("/v1/models", "/models"):
                     self._json(200, {"object": "list", "data": [
-                        {"id": server.responder.model_name, "object": "model", "owned_by": "promptopt"}]})
+                        {"id": name, "object": "model", "owned_by": "promptopt"} for name in sorted(server.models)]})
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
+                try:
+                    raw = read_body(self.headers, self.rfile, server.max_body)
+                except ChatRequestError as error:
+                    self.close_connection = True  # the unread body would be taken for the next request
+                    self._json(error.status, error.body())
+                    return
+                if not self._authorized():
+                    return
                 if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
                 try:
-                    request = json.loads(raw or b"{}")
-                    if not isinstance(request.get("messages"), list) or not request["messages"]:
-                        raise ValueError("messages must be a non-empty list")
-                    if request.get("stream"):
-                        raise ValueError("streaming is not supported by promptopt serve")
-                except ValueError as error:
-                    self._json(400, {"error": {"message": str(error), "type": "invalid_request_error"}})
+                    request = parse_request(raw, server.models)
+                except ChatRequestError as error:
+                    self._json(error.status, error.body())
                     return
+                if not server._admitted.acquire(blocking=False):
+                    self._json(503, {"error": {"message": "the server is busy; try again shortly",
+                                               "type": "server_busy"}}, {"Retry-After": "1"})
+                    return
+                try:
+                    with server._working:
+                        if client_gone(self.connection):
+                            return  # the client gave up while queued: nobody is waiting for the answer
+                        self._answer(request)
+                finally:
+                    server._admitted.release()
+
+            def _authorized(self) -> bool:
+                """With an API key set, a request without it gets 401 (compared in constant time)."""
+                if server.api_key is None:
+                    return True
+                given = self.headers.get("authorization") or ""
+                if hmac.compare_digest(given.encode(), f"Bearer {server.api_key}".encode()):
+                    return True
+                self._json(401, {"error": {"message": "missing or wrong API key", "type": "invalid_api_key"}})
+                return False
+
+            def _answer(self, request: dict[str, Any]) -> None:
                 with server._counter:
                     server.requests += 1
                 fault = server.faults.draw()
@@ -195,7 +247,7 @@ class ChatServer:
                     return
                 body = {
                     "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
-                    "created": int(time.time()), "model": request.get("model") or server.responder.model_name,
+                    "created": int(time.time()), "model": request["model"],
                     "choices": [{"index": 0, "message": message,
                                  "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
                     "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,

@@ -1,13 +1,40 @@
 """`promptopt serve`: the embedded model behind the OpenAI chat-completions API."""
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import click
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` answers only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on; the default answers only this machine.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8400, show_default=True, help="Port (0: any free).")
+@click.option("--api-key", envvar="PROMPTOPT_SERVE_API_KEY", default=None,
+              help="Require this bearer token on every request (or set $PROMPTOPT_SERVE_API_KEY); strongly advised "
+                   "with a --host other than this machine's.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Requests answered at once (the embedded model answers one at a time on a CPU).")
+@click.option("--queue", type=click.IntRange(0), default=16, show_default=True,
+              help="Requests that may wait for a worker; more get 503 with Retry-After.")
+@click.option("--max-body-kb", type=click.IntRange(1), default=1024, show_default=True,
+              help="Largest request body; a larger one gets 413 without being read.")
 @click.option("--arguments/--no-arguments", default=True, show_default=True,
               help="Fill tool-call arguments by generation (slow on CPU); without, tool calls carry {}.")
 @click.option("--latency-ms", type=click.FloatRange(0), default=0, show_default=True,
@@ -16,7 +43,7 @@ import click
               help="For testing clients: share of requests answered with an injected fault (429 with Retry-After, "
                    "500, a stall, a malformed body).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
-def serve(host, port, arguments, latency_ms, fault_rate, seed) -> None:
+def serve(host, port, api_key, workers, queue, max_body_kb, arguments, latency_ms, fault_rate, seed) -> None:
     """Serve the embedded model over the OpenAI chat-completions API.
 
     \b
@@ -27,12 +54,17 @@ def serve(host, port, arguments, latency_ms, fault_rate, seed) -> None:
       promptopt run --model embedded --base-url http://127.0.0.1:8400/v1
 
     Requests with `tools` are routed (a tool call, or plain content when no tool fits); others are generated.
+    Malformed requests get 400, an unknown model 404, a body over --max-body-kb 413, a full queue 503.
     """
     from promptopt.server import ChatServer, EmbeddedResponder, FaultPlan
 
+    if not is_loopback(host):
+        click.echo(f"warning: listening on {host}, reachable from other machines"
+                   + ("" if api_key else " with no --api-key: anyone who can reach it can use the model"), err=True)
     responder = EmbeddedResponder(check_arguments=arguments)
     server = ChatServer(responder, host, port, latency_s=latency_ms / 1000, faults=FaultPlan(rate=fault_rate, seed=seed),
-                        log=lambda line: click.echo(line, err=True))
+                        log=lambda line: click.echo(line, err=True), workers=workers, queue=queue, api_key=api_key,
+                        max_body=max_body_kb * 1024)
     click.echo(f"serving model 'embedded' at {server.base_url} (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()
