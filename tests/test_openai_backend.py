@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -314,3 +316,36 @@ def test_estimate_counts_a_judges_calls_as_the_budget_does(case_file):
     assert judged["tokens_in"] > plain["tokens_in"] and judged["cost_usd"] > plain["cost_usd"]
     text = CliRunner().invoke(main, [*base[:-1], "--evaluator", "judge"], env={"OPENAI_API_KEY": ""})
     assert f"expected model calls: at most {2 * plain['calls']} ({plain['calls']} of them the judge's)" in text.output
+
+
+class EchoKey401(BaseHTTPRequestHandler):
+    """An endpoint that refuses every call and echoes the key it was sent, as some gateways do."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('authorization')}",
+                                     "type": "invalid_request_error"}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_key_echoed_by_the_endpoint_is_neither_stored_nor_printed(tmp_path, case_file, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoKey401)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    db_path = tmp_path / "store.db"
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    try:
+        result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "scripted", "--base-url",
+                                           f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                           "--db", f"sqlite:///{db_path}"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 1 and "AuthenticationError 401" in result.output and "[redacted]" in result.output
+    assert SECRET not in result.output
+    assert SECRET.encode() not in db_path.read_bytes()

@@ -210,7 +210,7 @@ class OpenAICompatibleModel:
                     if attempt >= self.retry.attempts or not is_retryable(failure):
                         latency = time.perf_counter() - started
                         record = CallRecord(role=role, model=self.name, tokens_in=0, tokens_out=0, latency_s=latency,
-                                            attempts=attempt, error=_describe(failure),
+                                            attempts=attempt, error=_describe(failure, self.endpoint.api_key),
                                             status=status_code(failure) or 0)
                         return Reply(message={}, record=record, error=record.error)
                     await asyncio.sleep(self.retry.delay(attempt, failure, self._rng))
@@ -292,7 +292,11 @@ def _first_message(body: Any) -> dict[str, Any]:
     return choices[0]["message"]
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, secret: str | None = None) -> str:
+    """The first line of a failed call's error, with the API key cut out: some endpoints echo the key they were
+    sent, and this text is stored and printed."""
     code = status_code(error)
     text = str(error).splitlines()[0] if str(error) else ""
+    if secret:
+        text = text.replace(secret, "[redacted]")
     return f"{type(error).__name__}{f' {code}' if code else ''}: {text}"[:300]
