@@ -55,3 +55,31 @@ def test_two_threads_on_one_fresh_backend_neither_hang_nor_crash(endpoint, concu
             assert not isinstance(outcome, BaseException), repr(outcome)
             assert [r.call.name for r in outcome] == ["find_stores", "none", "none"]
             assert not any(r.error for r in outcome)
+
+
+def test_fully_cached_routing_does_not_wait_behind_a_fresh_chunk(tmp_path):
+    from promptopt.models.embedded import EmbeddedModel
+    from promptopt.models.response_cache import ResponseCache
+
+    model = EmbeddedModel(cache=ResponseCache(tmp_path))
+    conversations = [[{"role": "user", "content": f"where is order {i}"}] for i in range(3)]
+    for conversation in conversations:
+        model.cache.put(model._route_request("p", TOOLS, conversation, False),
+                        {"name": "find_stores", "arguments": {}, "tokens_in": 12})
+    busy, release = threading.Event(), threading.Event()
+
+    def fresh_chunk() -> None:  # another thread scoring uncached cases holds the model
+        with model._lock:
+            busy.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=fresh_chunk, daemon=True)
+    holder.start()
+    busy.wait(5)
+    outcome: list = []
+    reader = threading.Thread(target=lambda: outcome.append(model.route("p", TOOLS, conversations)), daemon=True)
+    reader.start()
+    reader.join(2)
+    release.set()
+    assert not reader.is_alive(), "a fully cached chunk waited for the model lock"
+    assert [r.call.name for r in outcome[0]] == ["find_stores"] * 3 and all(r.record.cache_hit for r in outcome[0])

@@ -168,8 +168,10 @@ class EmbeddedModel:
         requests = [self._route_request(system_prompt, tools, c, check_arguments) for c in conversations]
         answers: list[dict[str, Any] | None] = [self.cache.get(r) if self.cache else None for r in requests]
         missing = [i for i, answer in enumerate(answers) if answer is None]
-        with self._lock:
-            fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], check_arguments)
+        fresh: list[Routed] = []
+        if missing:  # a fully cached chunk need not wait for the model behind another thread's fresh one
+            with self._lock:
+                fresh = self._route_fresh(system_prompt, tools, [conversations[i] for i in missing], check_arguments)
         results: list[Routed | None] = [None] * len(conversations)
         for i, routed in zip(missing, fresh):
             results[i] = routed
