@@ -4,7 +4,6 @@ the one evaluator a run uses."""
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Sequence
@@ -15,6 +14,7 @@ from promptopt.evaluators.composite import AllMustPass, WeightedEvaluator
 from promptopt.evaluators.json_schema import JsonSchemaEvaluator
 from promptopt.evaluators.text import TextEvaluator
 from promptopt.evaluators.tool_call import ToolCallEvaluator
+from promptopt.plugins import plugin_entry_points
 
 ENTRY_POINT_GROUP = "promptopt.evaluators"
 BUILT_IN = "built-in"
@@ -89,14 +89,7 @@ def available() -> dict[str, EvaluatorInfo]:
     it is left out with a warning that names its distribution, so its author learns why it never runs."""
     found = {name: EvaluatorInfo(name, BUILT_IN, description, build)
              for name, (description, build) in BUILT_INS.items()}
-    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = getattr(entry, "dist", None)
-        source = f"{dist.metadata['Name']} {dist.version}" if dist is not None else entry.value
-        if entry.name in found:
-            warnings.warn(f"evaluator {entry.name!r} from {source} ({entry.value}) is ignored: "
-                          f"{found[entry.name].source} already has that name; register it under another name",
-                          stacklevel=2)
-            continue
+    for entry, source in plugin_entry_points(ENTRY_POINT_GROUP, "evaluator", dict.fromkeys(found, BUILT_IN)):
         found[entry.name] = EvaluatorInfo(entry.name, source, _describe_plugin(entry), _plugin_builder(entry))
     return found
 

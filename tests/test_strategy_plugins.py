@@ -102,3 +102,23 @@ def test_no_strategy_imports_another():
         own = path.stem if path.parent == root else path.parent.name
         imported = re.findall(r"promptopt\.optimizer\.strategies\.(\w+)", path.read_text(encoding="utf-8"))
         assert set(imported) <= {own}, f"{path.relative_to(ROOT)} imports strategy {set(imported) - {own}}"
+
+
+def test_an_installed_strategy_is_found_by_name_and_cannot_take_a_built_in_one(toy_module, monkeypatch):
+    from importlib import metadata
+
+    from promptopt.optimizer import make_strategy, strategy_names
+    from promptopt.optimizer import strategies as registry
+
+    entries = [metadata.EntryPoint("examples", toy_module, registry.ENTRY_POINT_GROUP),
+               metadata.EntryPoint("demos", toy_module, registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [e for e in entries if e.group == group])
+    registry._plugins.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="strategy 'demos' from toy_strategy:Examples .* is ignored: a built-in "
+                                             "strategy already has that name"):
+            assert strategy_names()[-1] == "examples"
+        assert make_strategy("examples", {"examples": 3}).examples == 3
+        assert type(make_strategy("demos")).__name__ == "DemosStrategy"
+    finally:
+        registry._plugins.cache_clear()

@@ -5,12 +5,11 @@ A strategy is found by name: a built-in below, one an installed package register
 from __future__ import annotations
 
 import importlib
-import warnings
 from functools import lru_cache
-from importlib import metadata
 from typing import Any
 
 from promptopt.optimizer.options import OptionError
+from promptopt.plugins import plugin_entry_points
 from promptopt.optimizer.strategies.dspy.bridge import gepa_missing
 from promptopt.optimizer.strategy import Strategy
 
@@ -35,16 +34,9 @@ def _load(spec: str) -> type:
 
 @lru_cache(maxsize=1)
 def _plugins() -> dict[str, str]:
-    """Entry points of installed packages; one that reuses a built-in name is left out with a warning."""
-    found: dict[str, str] = {}
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name in BUILT_IN:
-            where = entry.dist.name if entry.dist else "an installed package"
-            warnings.warn(f"{where} registers strategy {entry.name!r} ({entry.value}), a built-in name; it is "
-                          "left out", stacklevel=2)
-            continue
-        found[entry.name] = entry.value
-    return found
+    """Strategies installed packages register (name -> `module:Class`); a built-in's name is not theirs to take."""
+    taken = dict.fromkeys(BUILT_IN, "a built-in strategy")
+    return {entry.name: entry.value for entry, _ in plugin_entry_points(ENTRY_POINT_GROUP, "strategy", taken)}
 
 
 def strategy_names() -> list[str]:

@@ -2,7 +2,6 @@
 `register`ed ones and `promptopt.models` entry points, so a new backend is one module plus one entry."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
@@ -10,6 +9,7 @@ from typing import Any, Callable
 from promptopt.models.base import ModelBackend
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.settings import EMBEDDED, OPENAI, ModelSettings, ModelSettingsError
+from promptopt.plugins import plugin_entry_points
 
 ENTRY_POINT_GROUP = "promptopt.models"
 BUILT_IN = "built-in"
@@ -62,14 +62,8 @@ def available() -> dict[str, BackendInfo]:
     for kind, factory in _registered.items():
         target = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', repr(factory))}"
         found[kind] = BackendInfo(kind, IN_PROCESS, target, lambda factory=factory: factory)
-    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = getattr(entry, "dist", None)
-        source = f"{dist.metadata['Name']} {dist.version}" if dist is not None else entry.value
-        if entry.name in found:
-            warnings.warn(f"model backend {entry.name!r} from {source} ({entry.value}) is ignored: "
-                          f"{found[entry.name].source} already has that name; register it under another name",
-                          stacklevel=2)
-            continue
+    taken = {kind: info.source for kind, info in found.items()}
+    for entry, source in plugin_entry_points(ENTRY_POINT_GROUP, "model backend", taken):
         found[entry.name] = BackendInfo(entry.name, source, entry.value, entry.load)
     return found
 
