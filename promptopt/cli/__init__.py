@@ -6,6 +6,7 @@ import importlib
 
 import click
 
+from promptopt.cli.dependency_warnings import route_dependency_warnings
 from promptopt.cli.records import cases, evaluators, export, runs
 from promptopt.cli.run import run
 from promptopt.cli.serve import serve
@@ -16,6 +17,7 @@ class _Commands(click.Group):
     """The command group; an error a command leaves unmapped (opening the store, say) still becomes one line."""
 
     def invoke(self, ctx: click.Context) -> object:
+        route_dependency_warnings()
         with user_errors():
             return super().invoke(ctx)
 
