@@ -56,20 +56,11 @@ def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
     """Parse and validate a `.jsonl`/`.json` or `.csv` case file against the task's tools."""
     path = Path(path)
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise CaseFileError([Problem(name, None, None, f"cannot read file: {error.strerror or error}")]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise CaseFileError([Problem(name, line, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
-                                                        "save the file as UTF-8")]) from None
+    text = read_text(path)
     records = _csv_records(name, text) if path.suffix.lower() == ".csv" else jsonl_records(name, text)
     problems = [p for p in records if isinstance(p, Problem)]
     cases: list[Case] = []
-    validator = _Validator(tools)
+    validator = CaseValidator(tools)
     for item in records:
         if isinstance(item, Problem):
             continue
@@ -82,6 +73,21 @@ def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
     if problems:
         raise CaseFileError(problems)
     return cases
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a file; `CaseFileError` (with the line of a bad byte) when it cannot be read or decoded."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise CaseFileError([Problem(name, None, None, f"cannot read file: {error.strerror or error}")]) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise CaseFileError([Problem(name, line, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
+                                                        "save the file as UTF-8")]) from None
 
 
 def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
@@ -176,8 +182,8 @@ def _nul_fields(value: Any, field: str) -> list[str]:
     return []
 
 
-class _Validator:
-    """Checks one decoded record against the case format and the task's tools."""
+class CaseValidator:
+    """Checks one decoded record against the case format and the task's tools (production logs reuse it)."""
 
     def __init__(self, tools: Sequence[dict[str, Any]]) -> None:
         self.parameters = {
@@ -185,6 +191,7 @@ class _Validator:
         }
 
     def case(self, name: str, line: int, data: Any, problems: list[Problem]) -> Case | None:
+        """The record as a `Case`, or None after appending its problems (file `name`, `line`) to `problems`."""
         before = len(problems)
 
         def problem(field: str | None, message: str) -> None:
