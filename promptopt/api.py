@@ -20,7 +20,8 @@ from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import require_every_split, split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
-from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records, read_cases
+from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
+from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.store import Store
 from promptopt.runs.tables import store_problem
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
@@ -48,28 +49,34 @@ class RunResult:
         return self.report["p_value"]
 
 
-def import_case_files(store: Store, paths: Sequence[str | Path], tools: list[dict[str, Any]]) -> list[Case]:
+def import_case_files(store: Store, paths: Sequence[str | Path], tools: list[dict[str, Any]],
+                      fmt: str = "auto") -> list[Case]:
     """Validate every file first, then import them all, all or nothing; returns the stored cases.
 
+    `fmt` is `auto`, `cases` or a production log format (`openai`, `sharegpt`: only its labelled turns import).
     Raises `CaseFileError` (file, line, field) before anything is written if any file has a problem, a case the
     store cannot hold (`store_problem`: a source or tool name too long, a NUL character) included."""
-    files = [(path, read_cases(path, tools)) for path in paths]
+    return import_parsed(store, [read_source(path, tools, fmt) for path in paths])
+
+
+def import_parsed(store: Store, files: Sequence[ParsedFile]) -> list[Case]:
+    """Import files already read (`read_source`), all or nothing; returns the stored cases."""
     _refuse_unstorable_cases(files)
-    parsed = [case for _, cases in files for case in cases]
-    result = store.import_cases(parsed, imported_from=", ".join(str(p) for p in paths))
+    parsed = [case for file in files for case in file.cases]
+    result = store.import_cases(parsed, imported_from=", ".join(file.path for file in files))
     unique = list(dict.fromkeys(result.case_ids))
     return store.cases(unique)
 
 
-def _refuse_unstorable_cases(files: Sequence[tuple[str | Path, list[Case]]]) -> None:
+def _refuse_unstorable_cases(files: Sequence[ParsedFile]) -> None:
     """Raise `CaseFileError` naming file and line of every parsed case the store could not hold."""
     problems: list[Problem] = []
-    for path, cases in files:
-        found = [(index, problem) for index, case in enumerate(cases) if (problem := store_problem(case))]
-        lines = _record_lines(path) if found else []
+    for file in files:
+        found = [(index, problem) for index, case in enumerate(file.cases) if (problem := store_problem(case))]
+        lines = (file.lines if file.lines is not None else _record_lines(file.path)) if found else []
         for index, problem in found:
             field, _, message = problem.partition(": ")
-            problems.append(Problem(str(path), lines[index], field, message))
+            problems.append(Problem(file.path, lines[index], field, message))
     if problems:
         raise CaseFileError(problems)
 
@@ -183,9 +190,9 @@ def estimate(request: RunRequest | None = None, **keywords: Any) -> Estimate:
     without calling any model or writing to the store (case files are still validated)."""
     request = RunRequest.build(request, **keywords)
     setup = _setup(request, require_key=False)
-    files = [(path, read_cases(path, setup.tools)) for path in setup.case_files]
+    files = [read_source(path, setup.tools) for path in setup.case_files]
     _refuse_unstorable_cases(files)
-    parsed = [case for _, cases in files for case in cases]
+    parsed = [case for file in files for case in file.cases]
     unique = list({c.content_hash(): c for c in parsed}.values())
     numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
     splits = split_cases(numbered, request.seed, setup.config.splits)
