@@ -1,4 +1,4 @@
-"""The record commands: `export`, `cases import|list|show`, `runs list|show` and `evaluators list`."""
+"""The record commands: `export`, `cases import|label|list|show`, `runs list|show` and `evaluators list`."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,10 @@ import click
 
 from promptopt.cli.shared import db_option, user_errors
 from promptopt.runs.export import FORMATS, export_prompt
+from promptopt.runs.log_import import FORMATS as LOG_FORMATS
+from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
 from promptopt.runs.report import format_report, run_report
+from promptopt.case import NO_TOOL
 from promptopt.runs.store import Store
 from promptopt.tasks import TASKS, bundled_task, load_tools
 
@@ -44,18 +47,122 @@ def cases() -> None:
 @click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True)
 @click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
               help="Tools the cases are validated against. Default: the task's bundled tools.")
+@click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), default="auto", show_default=True,
+              help="cases: case files; openai: chat-completions logs; sharegpt: ShareGPT conversations; "
+                   "auto: from the first record's keys.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False),
+              help="Labels CSV (record, turn, expected_tool, expected_arguments) for a log's turns; one FILE only.")
+@click.option("--write-labels", "template", type=click.Path(dir_okay=False),
+              help="Write the log's turns that need a label to this CSV, to fill in; one FILE only.")
 @db_option
-def import_cases(files, task, tools_file, db) -> None:
-    """Validate FILES (.jsonl or .csv) and import them, all or nothing; re-imports are deduplicated."""
-    from promptopt.api import import_case_files
+def import_cases(files, task, tools_file, fmt, labels_file, template, db) -> None:
+    """Validate FILES (.jsonl or .csv case files, or production logs) and import them, all or nothing;
+    re-imports are deduplicated. A log's turns without an expected output are listed, not imported."""
+    from promptopt.api import import_parsed
+
+    if (labels_file or template) and len(files) > 1:
+        raise click.UsageError("--labels and --write-labels take one log FILE (their record numbers are its lines)")
+    store = Store(db)
+    before = store.count_cases()
+    with user_errors():
+        tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
+        labels = read_labels(labels_file) if labels_file else None
+        parsed = [read_source(path, tools, fmt, labels) for path in files]
+        stored = import_parsed(store, parsed)
+    new = store.count_cases() - before
+    click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
+    _report_unlabelled(files, [turn for file in parsed for turn in file.unlabelled], template)
+
+
+def _report_unlabelled(files, turns, template) -> None:
+    """Say how many log turns still need a label and how to add them; write the labels template if asked."""
+    if template:
+        write_label_template(template, turns)
+        click.echo(f"wrote {template} ({len(turns)} turns to label)", err=True)
+    if turns:
+        target = files[0] if len(files) == 1 else "FILE"
+        click.echo(f"{len(turns)} turns need a label: promptopt cases label {target} --labels "
+                   f"{template or 'labels.csv'}")
+
+
+@cases.command("label")
+@click.argument("log_file", type=click.Path(dir_okay=False))
+@click.option("--labels", "--from", "labels_file", type=click.Path(dir_okay=False),
+              help="Labels CSV to apply (as `cases import --labels`); turns it leaves are asked for.")
+@click.option("--format", "fmt", type=click.Choice(("auto", "openai", "sharegpt")), default="auto",
+              show_default=True)
+@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True)
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
+              help="Tools the answers are checked against. Default: the task's bundled tools.")
+@click.option("--no-input", is_flag=True, help="Ask nothing: import only what the log and --labels label.")
+@db_option
+def label_cases(log_file, labels_file, fmt, task, tools_file, no_input, db) -> None:
+    """Label LOG_FILE's unlabelled turns (from --labels, else one question per turn; empty answer skips) and
+    import every labelled turn, all or nothing."""
+    from promptopt.api import import_parsed
 
     store = Store(db)
     before = store.count_cases()
     with user_errors():
         tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
-        stored = import_case_files(store, files, tools)
+        labels = dict(read_labels(labels_file)) if labels_file else {}
+        parsed = read_source(log_file, tools, fmt, labels)
+        if not no_input:
+            labels.update(ask_labels(parsed.unlabelled, tools))
+            parsed = read_source(log_file, tools, fmt, labels)
+        stored = import_parsed(store, [parsed])
     new = store.count_cases() - before
-    click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
+    click.echo(f"{len(stored)} cases from {log_file}: {new} new, {len(stored) - new} already stored")
+    _report_unlabelled([log_file], parsed.unlabelled, None)
+
+
+def ask_labels(turns: list[Turn], tools: list[dict]) -> dict[tuple[int, int], Label]:
+    """Ask for each turn's expected tool and arguments, showing its context, query and production's call."""
+    parameters = {t["function"]["name"]: set((t["function"].get("parameters") or {}).get("properties", {}))
+                  for t in tools}
+    answers: dict[tuple[int, int], Label] = {}
+    for turn in turns:
+        _show_turn(turn)
+        tool = click.prompt("expected tool (none: answer without a tool; empty: skip)", default="",
+                            show_default=False, value_proc=lambda v: _known_tool(v.strip(), parameters))
+        if not tool:
+            continue
+        arguments = click.prompt("expected arguments (JSON object)", default="{}",
+                                 value_proc=lambda v, t=tool: _arguments(v, parameters.get(t, set())))
+        answers[(turn.record, turn.number)] = Label("<answers>", None, {
+            "tool": None if tool == NO_TOOL else tool, "arguments": arguments})
+    return answers
+
+
+def _show_turn(turn: Turn) -> None:
+    """Print one turn as the labeller needs it: where it is, the conversation so far and production's call."""
+    click.echo(f"\n--- line {turn.record}, turn {turn.number}")
+    for message in turn.context:
+        click.echo(f"  {message['role']}: {message['content']}")
+    click.echo(f"  user: {turn.query}")
+    arguments = json.dumps(turn.actual["arguments"], ensure_ascii=False)
+    click.echo(f"  production called: {turn.actual['tool'] or NO_TOOL} {arguments}")
+
+
+def _known_tool(value: str, parameters: dict[str, set]) -> str:
+    """The answer if it is empty, `none` or a task tool; else ask again."""
+    if value and value != NO_TOOL and value not in parameters:
+        raise click.BadParameter(f"unknown tool {value!r}; the task's tools are: {', '.join(sorted(parameters))}")
+    return value
+
+
+def _arguments(value: str, names: set) -> dict:
+    """The answer as a JSON object whose keys are the tool's parameters; else ask again."""
+    try:
+        arguments = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"invalid JSON: {error.msg}") from None
+    if not isinstance(arguments, dict):
+        raise click.BadParameter("must be a JSON object")
+    unknown = sorted(set(arguments) - names)
+    if unknown:
+        raise click.BadParameter(f"no parameter {', '.join(map(repr, unknown))}")
+    return arguments
 
 
 @cases.command("list")
