@@ -136,7 +136,7 @@ def test_interactive_labelling_reasks_on_unknown_tool_and_skips_on_empty(openai_
     result = import_command("cases", "label", str(openai_log), input=answers, db=db)
     assert result.exit_code == 0, result.output
     assert "production called: get_order_status" in result.output and "unknown tool 'call_taxi'" in result.output
-    assert "1 turns need a label" in result.output
+    assert "1 turn needs a label" in result.output
     stored = {c.query: c for c in Store(db).cases()}
     assert len(stored) == 3 and "谢谢，没别的了" not in stored
     assert stored["where is my order FM123?"].expected.arguments == {"order_id": "FM9"}

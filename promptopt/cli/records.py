@@ -81,8 +81,8 @@ def _report_unlabelled(files, turns, template) -> None:
         click.echo(f"wrote {template} ({len(turns)} turns to label)", err=True)
     if turns:
         target = files[0] if len(files) == 1 else "FILE"
-        click.echo(f"{len(turns)} turns need a label: promptopt cases label {target} --labels "
-                   f"{template or 'labels.csv'}")
+        count = "1 turn needs" if len(turns) == 1 else f"{len(turns)} turns need"
+        click.echo(f"{count} a label: promptopt cases label {target} --labels {template or 'labels.csv'}")
 
 
 @cases.command("label")
