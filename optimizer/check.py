@@ -2,7 +2,7 @@
 finished run of strategy `check`, and judged against the gate's thresholds (good cases broken, accuracy)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from promptopt.case import Case, ToolCall
@@ -121,8 +121,8 @@ def check_prompt(store: Store, task: ToolRoutingTask, prompt: str, cases: Sequen
     stored) in a run of strategy `check` whose cases are all its test split, so `promptopt runs show` reports it."""
     if not cases:
         raise ValueError("no cases to check")
-    config.strategy, config.steps = STRATEGY, 0
-    run_id = store.create_run(task.name, STRATEGY, config.to_json(), task.tools, {c.id: "test" for c in cases})
+    stored_config = replace(config, strategy=STRATEGY, steps=0, max_broken=thresholds.max_broken).to_json()
+    run_id = store.create_run(task.name, STRATEGY, stored_config, task.tools, {c.id: "test" for c in cases})
     try:
         candidate_id = store.add_candidate(run_id, 0, prompt, "seed", status="accepted")
         store.update_run(run_id, seed_candidate_id=candidate_id, winner_candidate_id=candidate_id)

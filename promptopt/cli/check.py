@@ -20,7 +20,7 @@ QUERY_CHARS = 70
 """How much of a broken case's query the report shows."""
 
 
-class Fraction(click.ParamType):
+class AccuracyFloor(click.ParamType):
     """An accuracy floor: a fraction from 0 to 1 (`0.8`) or a percentage (`80%`)."""
 
     name = "X"
@@ -44,7 +44,7 @@ class Fraction(click.ParamType):
 @click.option("--label", type=click.Choice(LABELS), default=None, help="Check only the cases with this label.")
 @click.option("--max-broken", type=click.IntRange(0), default=0, show_default=True,
               help="Previously-good cases (label good) the prompt may get wrong and still pass.")
-@click.option("--min-accuracy", type=Fraction(), default=None,
+@click.option("--min-accuracy", type=AccuracyFloor(), default=None,
               help="Fail below this accuracy on the checked cases: a fraction (0.8) or a percentage (80%).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the result as JUnit XML (one test case per case, one for the thresholds).")
