@@ -6,6 +6,7 @@ import importlib
 
 import click
 
+from promptopt.cli.check import check
 from promptopt.cli.dependency_warnings import route_dependency_warnings
 from promptopt.cli.records import cases, evaluators, export, runs
 from promptopt.cli.run import run
@@ -38,7 +39,7 @@ def main() -> None:
     """
 
 
-for command in (run, export, cases, runs, evaluators, serve):
+for command in (run, check, export, cases, runs, evaluators, serve):
     main.add_command(command)
 
 

@@ -1,0 +1,157 @@
+"""`promptopt check`: the CI gate. Scores one prompt on the stored (or given) cases with the configured model and
+exits 1 when it breaks previously-good cases or falls below an accuracy floor, saying what broke."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from promptopt.case import LABELS
+from promptopt.cli.junit import write_junit
+from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt, choice_text
+from promptopt.request import RunRequest
+from promptopt.tasks import TASKS
+
+QUERY_CHARS = 70
+"""How much of a broken case's query the report shows."""
+
+
+class AccuracyFloor(click.ParamType):
+    """An accuracy floor: a fraction from 0 to 1 (`0.8`) or a percentage (`80%`)."""
+
+    name = "X"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%?)", text)
+        number = float(match.group(1)) / (100 if match.group(2) else 1) if match else -1.0
+        if not 0 <= number <= 1:
+            self.fail(f"{value!r} is not a fraction from 0 to 1 or a percentage from 0% to 100%", param, ctx)
+        return number
+
+
+@click.command()
+@click.argument("prompt_file", type=click.Path(dir_okay=False))
+@click.option("--cases", "case_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Case file (.jsonl or .csv; repeatable), imported into the store all or nothing; only its cases "
+                   "are checked. Default: every stored case.")
+@click.option("--label", type=click.Choice(LABELS), default=None, help="Check only the cases with this label.")
+@click.option("--max-broken", type=click.IntRange(0), default=0, show_default=True,
+              help="Previously-good cases (label good) the prompt may get wrong and still pass.")
+@click.option("--min-accuracy", type=AccuracyFloor(), default=None,
+              help="Fail below this accuracy on the checked cases: a fraction (0.8) or a percentage (80%).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the result as JUnit XML (one test case per case, one for the thresholds).")
+@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True,
+              help="What the model does with each case.")
+@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
+              help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
+@click.option("--model", default=None, help="Task model, as for `promptopt run` (default: config file, then embedded).")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint of --model.")
+@click.option("--api-key", default=None, help="Key for --base-url (prefer $OPENAI_API_KEY). Never stored.")
+@click.option("--concurrency", type=click.IntRange(1), default=RunRequest.concurrency, show_default=True,
+              help="API calls in flight at once (OpenAI-compatible models).")
+@click.option("--cache/--no-cache", default=True, show_default=True, help="Use the on-disk response cache.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="JSON config file, as for `promptopt run`.")
+@click.option("--evaluator", "evaluator_specs", multiple=True, metavar="NAME[=WEIGHT]",
+              help="What scores each output (repeatable), as for `promptopt run`. Default: tool_call.")
+@click.option("--check-arguments/--no-check-arguments", default=False, show_default=True,
+              help="Also generate and check tool arguments.")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
+@click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
+def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, task, tools_file, model, base_url,
+          api_key, concurrency, cache, config_file, evaluator_specs, check_arguments, db, as_json, quiet) -> None:
+    """Score PROMPT_FILE on the stored cases (or --cases files) and fail when it breaks previously-good cases.
+
+    Exits 0 when the prompt passes, 1 when more than --max-broken cases labelled good are wrong under it or its
+    accuracy is below --min-accuracy (each broken case is listed), 2 on a usage error. The check is stored as
+    a run of strategy `check`: `promptopt runs show RUN_ID` shows it again.
+    """
+    request = RunRequest(task=task, prompt=prompt_file, tools=tools_file, model=model, base_url=base_url,
+                         api_key=api_key, concurrency=concurrency, cache=cache, config_file=config_file, db=db,
+                         max_broken=max_broken, check_arguments=check_arguments,
+                         evaluators=list(evaluator_specs) or None)
+    with user_errors():
+        result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), quiet)
+    if junit_file:
+        write_junit(result, junit_file)
+    click.echo(json.dumps(_summary(result)) if as_json else _format(result, prompt_file))
+    if not result.passed:
+        raise SystemExit(1)
+
+
+def _run_check(request: RunRequest, case_files: tuple[str, ...], label: str | None, thresholds: Thresholds,
+               quiet: bool) -> CheckResult:
+    """Resolve tools, prompt, model and evaluator as `promptopt run` does, pick the cases, and score the prompt."""
+    from promptopt.api import _evaluator, _setup, import_case_files
+    from promptopt.models import load_model
+    from promptopt.runs.store import Store
+
+    setup = _setup(request)
+    store = Store(request.db)
+    cases = import_case_files(store, case_files, setup.tools) if case_files else store.cases()
+    cases = [c for c in cases if label is None or c.label == label]
+    if not cases:
+        where = "in the given files" if case_files else f"in the store {store.url}"
+        raise click.ClickException(f"no {label + ' ' if label else ''}cases to check {where}; import some with "
+                                   "`promptopt cases import FILE` or pass --cases FILE")
+    backend = load_model(setup.task_settings, request.concurrency, request.cache, setup.prices)
+    evaluator = _evaluator(request, setup, backend)
+    config = replace(setup.config, evaluator=evaluator.name,
+                     check_arguments=request.check_arguments or bool(getattr(evaluator, "check_arguments", False)))
+    task = TASKS[request.task](tools=setup.tools, check_arguments=config.check_arguments)
+    return check_prompt(store, task, setup.seed_prompt, cases, backend, evaluator, config, thresholds,
+                        progress(quiet))
+
+
+def _format(result: CheckResult, prompt_file: str) -> str:
+    """The table, the broken good cases and the verdict, for a person reading CI logs."""
+    good, bad = result.labelled("good"), result.labelled("bad")
+    lo, hi = result.ci95
+    calls = result.calls
+    lines = [f"check {prompt_file} on {len(result.outcomes)} cases ({len(good)} good, {len(bad)} bad), "
+             f"run {result.run_id}",
+             "",
+             f"{'accuracy':24}{100 * result.accuracy:6.1f}%   95% CI [{100 * lo:.1f}, {100 * hi:.1f}]",
+             f"{'good cases broken':24}{len(result.broken):6} of {len(good)} ({result.thresholds.max_broken} allowed)",
+             f"{'bad cases fixed':24}{len(result.fixed):6} of {len(bad)} (production's recorded answer was wrong)",
+             f"model calls {calls.get('model_calls', 0)} ({calls.get('new_model_calls', 0)} new, "
+             f"{calls.get('cache_hits', 0)} from cache), tokens in {calls.get('tokens_in', 0)}, out "
+             f"{calls.get('tokens_out', 0)}, spent ${calls.get('cost_usd', 0.0):.4f}"]
+    if calls.get("failed_calls"):
+        lines.append(f"warning: {calls['failed_calls']} model call(s) failed after their last retry; counted as wrong")
+    if result.broken:
+        lines += ["", "broken good cases:"]
+        lines += [_broken_line(outcome) for outcome in result.broken]
+    lines += ["", result.verdict]
+    return "\n".join(lines)
+
+
+def _broken_line(outcome: Any) -> str:
+    """One broken good case: id, query (one line, shortened), expected tool, the prompt's choice."""
+    query = " ".join(outcome.case.query.split())
+    query = query if len(query) <= QUERY_CHARS else query[:QUERY_CHARS - 1] + "…"
+    return (f"  case {outcome.case.id}: {json.dumps(query, ensure_ascii=False)}  expected "
+            f"{choice_text(outcome.case.expected)}, the prompt chose "
+            f"{choice_text(outcome.result.output, outcome.result.error)}")
+
+
+def _summary(result: CheckResult) -> dict[str, Any]:
+    """The result as one JSON object (`--json`)."""
+    lo, hi = result.ci95
+    return {"passed": result.passed, "verdict": result.verdict, "run_id": result.run_id,
+            "cases": len(result.outcomes), "passed_cases": sum(o.passed for o in result.outcomes),
+            "accuracy": result.accuracy, "ci95": [lo, hi], "good": len(result.labelled("good")),
+            "broken": len(result.broken), "broken_case_ids": [o.case.id for o in result.broken],
+            "bad": len(result.labelled("bad")), "fixed": len(result.fixed),
+            "fixed_case_ids": [o.case.id for o in result.fixed],
+            "max_broken": result.thresholds.max_broken, "min_accuracy": result.thresholds.min_accuracy,
+            **result.calls}
