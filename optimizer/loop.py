@@ -27,6 +27,14 @@ class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; it is stored as `interrupted` and `run_id` can be resumed."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} interrupted")
+        self.run_id = run_id
+
+
 @dataclass
 class RunConfig:
     """Everything that decides a run's outcome; stored with the run (model names and URLs, never API keys)."""
@@ -87,6 +95,9 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
         report = run_report(store, run_id)
         store.update_run(run_id, summary=report)
         return report
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        raise RunInterrupted(run_id) from None
     except BaseException as error:
         store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
         raise

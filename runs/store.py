@@ -229,7 +229,7 @@ class Store:
             row = session.get(RunRow, run_id)
             for key, value in values.items():
                 setattr(row, key, value)
-            if values.get("status") in ("finished", "failed"):
+            if values.get("status") in ("finished", "failed", "interrupted"):
                 row.finished_at = utcnow()
 
     # candidates and evaluations

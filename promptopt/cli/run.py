@@ -6,6 +6,7 @@ import json
 import click
 
 from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.cli.signals import exit_on_interrupt
 from promptopt.cli.strategy_flags import StrategyCommand
 from promptopt.optimizer.estimate import Estimate
 from promptopt.optimizer.options import parse_assignments
@@ -119,7 +120,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
         if estimate:
             _print_estimate(estimate_run(request), model or "the task model", as_json)
             return
-        result = optimize(request, progress=progress(quiet))
+        with exit_on_interrupt():
+            result = optimize(request, progress=progress(quiet))
     if as_json:
         report = result.report
         click.echo(json.dumps({
