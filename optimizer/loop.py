@@ -16,6 +16,7 @@ from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validat
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
+from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
@@ -70,7 +71,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
 
     `model` is the task model whose prompt is optimized; `optimizer_model` writes prompts for the strategies
-    that need one (None: the task model)."""
+    that need one (None: the task model). Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
     say = progress or (lambda message: None)
     problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
     if problem:
@@ -81,26 +82,27 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
         f"test {len(by_split['test'])}")
-    try:
-        budget = Budget(config.limits)
-        scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
-        seed = Candidate(prompt=seed_prompt, operator="seed")
-        seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
-        store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
-        winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
-        say("scoring seed and winner on the held-out test split")
-        scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
-        scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
-        store.update_run(run_id, winner_candidate_id=winner.id, status="finished")
-        report = run_report(store, run_id)
-        store.update_run(run_id, summary=report)
-        return report
-    except KeyboardInterrupt:
-        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-        raise RunInterrupted(run_id) from None
-    except BaseException as error:
-        store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
-        raise
+    with Heartbeat(store, run_id):
+        try:
+            budget = Budget(config.limits)
+            scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
+            seed = Candidate(prompt=seed_prompt, operator="seed")
+            seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
+            store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
+            winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
+            say("scoring seed and winner on the held-out test split")
+            scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
+            scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
+            store.update_run(run_id, winner_candidate_id=winner.id, status="finished")
+            report = run_report(store, run_id)
+            store.update_run(run_id, summary=report)
+            return report
+        except KeyboardInterrupt:
+            store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            raise RunInterrupted(run_id) from None
+        except BaseException as error:
+            store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
+            raise
 
 
 def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,

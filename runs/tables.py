@@ -77,6 +77,9 @@ class RunRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=utcnow)
+    """Written every few seconds while the run's process is alive (see `promptopt.runs.heartbeat`); NULL in
+    stores written before heartbeats."""
 
 
 class RunCaseRow(Base):
