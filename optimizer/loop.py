@@ -2,7 +2,7 @@
 seed vs. winner on the held-out test split. Every step is written to the store as it happens."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -57,6 +57,8 @@ class RunConfig:
     check_arguments: bool = False
     evaluator: str = "tool_call"
     judge_model: str | None = None
+    pattern: str | None = None
+    """The text evaluators' reference (`--pattern`); None: each case's expected text."""
     max_chars: int = DEFAULT_MAX_CHARS
     strategy_options: dict[str, Any] = field(default_factory=dict)
     """The strategy's options as given (its defaults fill the rest)."""
@@ -64,21 +66,31 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> "RunConfig":
+        """The config `to_json` stored (keys a later version added take their defaults), for resuming a run."""
+        values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
+        values["limits"] = Limits(**(values.get("limits") or {}))
+        values["splits"] = tuple(values.get("splits") or cls.splits)
+        return cls(**values)
+
 
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
                      model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
-                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None,
+                     splits: dict[int, str] | None = None) -> dict[str, Any]:
     """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
 
     `model` is the task model whose prompt is optimized; `optimizer_model` writes prompts for the strategies
-    that need one (None: the task model). Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
+    that need one (None: the task model). `splits` (case id -> train / val / test) replaces the seeded split, as
+    a resumed run reuses its stored one. Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
     say = progress or (lambda message: None)
     problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
     if problem:
         raise ValueError(f"the seed prompt cannot be used: {problem}")
-    splits = split_cases(cases, config.seed, config.splits)
+    splits = splits or split_cases(cases, config.seed, config.splits)
     require_every_split(splits)
-    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits)
+    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits, [c.id for c in cases])
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
         f"test {len(by_split['test'])}")

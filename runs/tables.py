@@ -90,6 +90,9 @@ class RunCaseRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     split: Mapped[str] = mapped_column(String(8))
+    position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The case's place in the order the run was given its cases (a resumed run replays them in it); NULL in
+    stores written before resuming."""
 
 
 class CandidateRow(Base):

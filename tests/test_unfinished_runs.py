@@ -1,7 +1,7 @@
 """Runs that did not finish, in process with scripted models: a run writes a heartbeat while alive, one whose
 heartbeat went stale is shown as interrupted, `runs show` says what an unfinished run has and how to resume it
 (never a seed-vs-winner verdict), `export` refuses it unless asked for its incumbent, and stores written before
-heartbeats gain the column."""
+heartbeats gain the new columns."""
 from __future__ import annotations
 
 import time
@@ -85,14 +85,16 @@ def test_an_interrupted_run_is_shown_and_exported_as_unfinished(tmp_path, task):
     assert exported.exit_code == 0 and exported.output == Store(db).candidate(4).prompt
 
 
-def test_an_older_store_gains_the_heartbeat_column(store_url, task):
+def test_an_older_store_gains_the_heartbeat_and_case_order_columns(store_url, task):
     with Store(store_url).engine.begin() as connection:
         connection.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
+        connection.execute(text("ALTER TABLE run_cases DROP COLUMN position"))
         connection.execute(text("INSERT INTO runs (id, task, strategy, status, config, tools, summary, error, "
                                 "created_at) VALUES ('old', 'tool-routing', 'demos', 'running', '{}', '[]', '{}', "
                                 "'', CURRENT_TIMESTAMP)"))
     upgraded = Store(store_url)
     assert "heartbeat_at" in {c["name"] for c in inspect(upgraded.engine).get_columns("runs")}
+    assert "position" in {c["name"] for c in inspect(upgraded.engine).get_columns("run_cases")}
     assert upgraded.run("old").heartbeat_at is None and shown_status(upgraded.run("old")) == "interrupted"
     result = optimize(model=ScriptedModel(task), db=store_url, **OPTIONS, **RUNS["demos"])
     assert upgraded.run(result.run_id).heartbeat_at is not None

@@ -18,6 +18,7 @@ from promptopt.optimizer.splits import TooFewCases
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
+from promptopt.runs.resume import ResumeError
 from promptopt.runs.store import CaseRejected, StoreError
 from promptopt.tasks import TaskFileError
 
@@ -60,7 +61,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
         raise click.ClickException(str(error)) from None
-    except (RunFailed, TooFewCases, RunNotFinished) as error:
+    except (RunFailed, TooFewCases, RunNotFinished, ResumeError) as error:
         raise click.ClickException(str(error)) from None
 
 
