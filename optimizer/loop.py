@@ -105,9 +105,9 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
             say("scoring seed and winner on the held-out test split")
             scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
             scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
-            store.update_run(run_id, winner_candidate_id=winner.id, status="finished")
-            report = run_report(store, run_id)
-            store.update_run(run_id, summary=report)
+            store.update_run(run_id, winner_candidate_id=winner.id)
+            report = run_report(store, run_id, status="finished")
+            store.update_run(run_id, status="finished", summary=report)  # one write: never finished without it
             return report
         except KeyboardInterrupt:
             store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")

@@ -13,8 +13,9 @@ class RunNotFound(KeyError):
     """No run with that id in the store."""
 
 
-def run_report(store: Store, run_id: str) -> dict[str, Any]:
-    """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs."""
+def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str, Any]:
+    """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs.
+    `status` reports the run as having it (the loop reports its run as finished in the write that marks it so)."""
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
@@ -22,7 +23,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any]:
     steps = store.steps(run_id)
     candidates = store.candidates(run_id)
     report: dict[str, Any] = {
-        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": shown_status(run),
+        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": status or shown_status(run),
         "test_cases": len(test_ids),
         "candidates": sum(1 for c in candidates if c.operator != "seed"),
         "invalid_candidates": sum(1 for c in candidates if c.status == "invalid"),
