@@ -99,6 +99,7 @@ class ResumedStore:
         self._replayed = {"candidates": 0, "calls": 0, "steps": 0, "pairs": 0}
 
     def __getattr__(self, name: str) -> Any:
+        """Everything not replayed (reads, status updates, heartbeats) is the store's own."""
         return getattr(self._store, name)
 
     def describe(self) -> str:
@@ -137,9 +138,11 @@ class ResumedStore:
                                     replace=any(stored))
 
     def add_calls(self, run_id: str | None, calls: Sequence[CallRecord]) -> None:
+        """The optimizer's calls past the log."""
         self._store.add_calls(run_id, self._past_log(calls, run_id))
 
     def add_step(self, run_id: str, *args: Any, **kwargs: Any) -> None:
+        """A step past the log (the steps it holds are the replay's first ones)."""
         if self._next("steps", self._steps) is None:
             self._store.add_step(run_id, *args, **kwargs)
 
@@ -186,6 +189,7 @@ class ResumedStore:
         return fresh
 
     def _rewrite_call(self, row_id: int, call: CallRecord, run_id: str | None) -> None:
+        """Overwrite a logged call that had failed with the replay's (which the cache could not answer)."""
         values = {k: v for k, v in call_values(run_id, call).items() if k != "created_at"}
         with self._store.session() as session, session.begin():
             session.execute(update(ModelCallRow).where(ModelCallRow.id == row_id).values(**values))
