@@ -2,7 +2,7 @@
 seed vs. winner on the held-out test split. Every step is written to the store as it happens."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -16,6 +16,7 @@ from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validat
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
+from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
@@ -25,6 +26,14 @@ Progress = Callable[[str], None]
 
 class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; it is stored as `interrupted` and `run_id` can be resumed."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} interrupted")
+        self.run_id = run_id
 
 
 @dataclass
@@ -48,6 +57,8 @@ class RunConfig:
     check_arguments: bool = False
     evaluator: str = "tool_call"
     judge_model: str | None = None
+    pattern: str | None = None
+    """The text evaluators' reference (`--pattern`); None: each case's expected text."""
     max_chars: int = DEFAULT_MAX_CHARS
     strategy_options: dict[str, Any] = field(default_factory=dict)
     """The strategy's options as given (its defaults fill the rest)."""
@@ -55,41 +66,55 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> "RunConfig":
+        """The config `to_json` stored (keys a later version added take their defaults), for resuming a run."""
+        values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
+        values["limits"] = Limits(**(values.get("limits") or {}))
+        values["splits"] = tuple(values.get("splits") or cls.splits)
+        return cls(**values)
+
 
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
                      model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
-                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None,
+                     splits: dict[int, str] | None = None) -> dict[str, Any]:
     """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
 
     `model` is the task model whose prompt is optimized; `optimizer_model` writes prompts for the strategies
-    that need one (None: the task model)."""
+    that need one (None: the task model). `splits` (case id -> train / val / test) replaces the seeded split, as
+    a resumed run reuses its stored one. Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
     say = progress or (lambda message: None)
     problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
     if problem:
         raise ValueError(f"the seed prompt cannot be used: {problem}")
-    splits = split_cases(cases, config.seed, config.splits)
+    splits = splits or split_cases(cases, config.seed, config.splits)
     require_every_split(splits)
-    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits)
+    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits, [c.id for c in cases])
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
     say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
         f"test {len(by_split['test'])}")
-    try:
-        budget = Budget(config.limits)
-        scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
-        seed = Candidate(prompt=seed_prompt, operator="seed")
-        seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
-        store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
-        winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
-        say("scoring seed and winner on the held-out test split")
-        scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
-        scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
-        store.update_run(run_id, winner_candidate_id=winner.id, status="finished")
-        report = run_report(store, run_id)
-        store.update_run(run_id, summary=report)
-        return report
-    except BaseException as error:
-        store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
-        raise
+    with Heartbeat(store, run_id):
+        try:
+            budget = Budget(config.limits)
+            scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
+            seed = Candidate(prompt=seed_prompt, operator="seed")
+            seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
+            store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
+            winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
+            say("scoring seed and winner on the held-out test split")
+            scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
+            scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
+            store.update_run(run_id, winner_candidate_id=winner.id)
+            report = run_report(store, run_id, status="finished")
+            store.update_run(run_id, status="finished", summary=report)  # one write: never finished without it
+            return report
+        except KeyboardInterrupt:
+            store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            raise RunInterrupted(run_id) from None
+        except BaseException as error:
+            store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
+            raise
 
 
 def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,

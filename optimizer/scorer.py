@@ -57,23 +57,34 @@ class Scorer:
             self.budget.charge(len(todo) * (1 + model_calls_per_case(self.evaluator)))
         size = max(CHUNK, CALLS_PER_SLOT * getattr(self.model, "concurrency", 1))
         chunks = [todo[start:start + size] for start in range(0, len(todo), size)]
-        done = 0
         # two chunks are in flight at once: the next one's calls fill the slots the current one frees while it
         # drains, and its answers are evaluated and stored while later calls are still out
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            pending = [pool.submit(self.task.run, self.model, prompt, chunk) for chunk in chunks[:2]]
-            for index, chunk in enumerate(chunks):
-                routed = pending.pop(0).result()
-                if index + 2 < len(chunks):
-                    pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
-                calls = [r.record for r in routed] + self._record(prompt, chunk, routed, label)
-                if charge:
-                    self.budget.spend(calls)
-                self._save(candidate_id, prompt, chunk, calls)
-                done += len(chunk)
-                self.progress(f"{label} {done}/{len(todo)} cases".strip())
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            self._score_chunks(pool, candidate_id, prompt, chunks, label, charge)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or failed: never wait for the chunk still out, its calls may hang
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         self._save(candidate_id, prompt, [c for c in cases if (candidate_id, c.id) not in self._stored], [])
         return {c.id: self._cache[(prompt, c.id)] for c in cases}
+
+    def _score_chunks(self, pool: ThreadPoolExecutor, candidate_id: int, prompt: str, chunks: list[list[Case]],
+                      label: str, charge: bool) -> None:
+        """Run the chunks on `pool`, two at a time, evaluating and storing each as it comes back."""
+        pending = [pool.submit(self.task.run, self.model, prompt, chunk) for chunk in chunks[:2]]
+        total, done = sum(len(chunk) for chunk in chunks), 0
+        for index, chunk in enumerate(chunks):
+            routed = pending.pop(0).result()
+            if index + 2 < len(chunks):
+                pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
+            calls = [r.record for r in routed] + self._record(prompt, chunk, routed, label)
+            if charge:
+                self.budget.spend(calls)
+            self._save(candidate_id, prompt, chunk, calls)
+            done += len(chunk)
+            self.progress(f"{label} {done}/{total} cases".strip())
 
     def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> list[CallRecord]:
         """Evaluate a chunk's answers into the cache (in one batch where the evaluator can); a failed call is a

@@ -11,7 +11,7 @@ from promptopt.case import Case
 from promptopt.config import load_config
 from promptopt.evaluators.base import Evaluator, model_calls_per_case
 from promptopt.evaluators.judge import DEFAULT_RUBRIC, JUDGE_INSTRUCTIONS, load_rubric
-from promptopt.evaluators.registry import EvaluatorSettings, build_evaluator
+from promptopt.evaluators.registry import EvaluatorSettings, available, build_evaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.optimizer import make_strategy
@@ -22,6 +22,7 @@ from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
 from promptopt.runs.log_import import ParsedFile, read_source
+from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import Store
 from promptopt.runs.tables import store_problem
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
@@ -125,7 +126,8 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
                        optimizer_base_url=optimizer_settings.base_url, concurrency=request.concurrency,
                        steps=request.steps_to_run, seed=request.seed, limits=request.limits,
                        max_broken=request.max_broken, alpha=request.alpha,
-                       check_arguments=request.check_arguments, strategy_options=dict(request.options))
+                       check_arguments=request.check_arguments, pattern=request.pattern,
+                       strategy_options=dict(request.options))
     return _Setup(tools=load_tools(request.tools) if request.tools else bundled.tools,
                   seed_prompt=load_prompt(request.prompt) if request.prompt else bundled.seed_prompt,
                   case_files=list(request.cases) if request.cases else list(bundled.case_files),
@@ -163,6 +165,66 @@ def optimize(request: RunRequest | None = None, progress: Callable[[str], None] 
     )
     winner = store.candidate(report["winner"]["candidate_id"])
     return RunResult(run_id=report["run_id"], report=report, best_prompt=winner.prompt, seed_prompt=setup.seed_prompt)
+
+
+def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] | None = None, *,
+           api_key: str | None = None, optimizer_api_key: str | None = None, concurrency: int | None = None,
+           config_file: str | Path | None = None, model: ModelBackend | None = None,
+           optimizer_model: ModelBackend | None = None) -> RunResult:
+    """Continue run `run_id` (interrupted or failed) to the result an uninterrupted run would have given: same
+    config, split, seed prompt, tools and budget, the response cache answering every call already made. Keys come
+    from the arguments, config file or environment (they are never stored); the model names and URLs come from
+    the stored config, or pass the backend objects the run was started with. Raises `ResumeError` when it cannot."""
+    store = Store(db)
+    stored = load_resumable(store, run_id)
+    config = RunConfig.from_json(stored.run.config)
+    evaluator = _stored_evaluator(stored, config)
+    if model is not None and model.name != config.model:
+        raise ResumeError(f"run {run_id} was made with the model {config.model!r}, not {model.name!r}")
+    task_backend, optimizer_backend = _resumed_backends(config, model, optimizer_model, (api_key, optimizer_api_key),
+                                                        concurrency or config.concurrency, config_file)
+    replay = ResumedStore(store, run_id)
+    if progress:
+        progress(f"resuming run {run_id}: {replay.describe()}")
+    report = run_optimization(
+        replay, TASKS[config.task](tools=stored.run.tools, check_arguments=config.check_arguments), stored.seed_prompt,
+        store.cases(stored.case_ids), task_backend, make_strategy(config.strategy, config.strategy_options),
+        evaluator, config, progress, optimizer_backend, splits=stored.splits,
+    )
+    winner = store.candidate(report["winner"]["candidate_id"])
+    return RunResult(run_id=run_id, report=report, best_prompt=winner.prompt, seed_prompt=stored.seed_prompt)
+
+
+def _resumed_backends(config: RunConfig, model: ModelBackend | None, optimizer_model: ModelBackend | None,
+                      keys: tuple[str | None, str | None], concurrency: int, config_file: str | Path | None
+                      ) -> tuple[ModelBackend, ModelBackend]:
+    """Task and optimizer backends of a resumed run: the objects given, else built from the stored names and URLs
+    with keys from `keys` (task, optimizer), the config file or the environment; shared when `optimize` shared them."""
+    file_config = load_config(config_file)
+    prices = load_prices(extra=file_config.get("prices"))
+
+    def build(role: str, name: str, base_url: str | None, key: str | None) -> ModelBackend:
+        return load_model(resolve_model_settings(role, name, base_url, key, file_config), concurrency, True, prices)
+
+    task_backend = model or build("task_model", config.model, config.base_url, keys[0])
+    if optimizer_model is None and (config.optimizer_model, config.optimizer_base_url) == (config.model,
+                                                                                           config.base_url):
+        optimizer_model = task_backend
+    return task_backend, optimizer_model or build("optimizer_model", config.optimizer_model,
+                                                  config.optimizer_base_url, keys[1])
+
+
+def _stored_evaluator(stored: StoredRun, config: RunConfig) -> Evaluator:
+    """The run's evaluator, rebuilt from its stored name; only a registry name whose settings the store keeps."""
+    name = config.evaluator
+    if name == "judge" or name not in available():
+        raise ResumeError(
+            f"cannot resume run {stored.run.id}: its evaluator {name!r} cannot be rebuilt from the store (only a "
+            "single named evaluator can: not a combination, a Python callable, or the judge, whose rubric and "
+            "endpoint are not stored); start the run again instead")
+    settings = EvaluatorSettings(tools=stored.run.tools, check_arguments=config.check_arguments,
+                                 pattern=config.pattern)
+    return build_evaluator([name], settings)
 
 
 def _evaluator(request: RunRequest, setup: _Setup, task_backend: ModelBackend | None) -> Evaluator:

@@ -1,24 +1,38 @@
-"""Export a run's winning system prompt, exactly as it should be deployed."""
+"""Export a run's winning system prompt, exactly as it should be deployed; or, asked explicitly, the incumbent of a
+run that did not finish."""
 from __future__ import annotations
 
 import json
 
 from promptopt.optimizer.candidates import strip_markers
+from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import RunNotFound, run_report
 from promptopt.runs.store import Store
+from promptopt.runs.tables import RunRow
 
 FORMATS = ("md", "txt", "json")
 
 
-def export_prompt(store: Store, run_id: str, fmt: str = "md") -> str:
+class RunNotFinished(ValueError):
+    """The run did not finish, so it has no winner to export; the message says how to resume it or take its
+    incumbent."""
+
+
+def export_prompt(store: Store, run_id: str, fmt: str = "md", incumbent: bool = False) -> str:
     """`md`: the prompt as is (protection markers kept, so it can be optimized again); `txt`: without the
-    markers; `json`: the prompt with its run, lineage and scores."""
+    markers; `json`: the prompt with its run, lineage and scores. A run that did not finish is refused
+    (`RunNotFinished`) unless `incumbent` asks for its best prompt so far."""
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    if run.winner_candidate_id is None:
-        raise ValueError(f"run {run_id} has no winner yet (status {run.status})")
-    candidate = store.candidate(run.winner_candidate_id)
+    status = shown_status(run)
+    if status != "finished" and not incumbent:
+        raise RunNotFinished(f"run {run_id} is {status}, not finished, so it has no winner: resume it with "
+                             f"`promptopt run --resume {run_id}`, or export its incumbent with --incumbent")
+    candidate_id = run.winner_candidate_id if status == "finished" else _incumbent_id(store, run)
+    if candidate_id is None:
+        raise RunNotFinished(f"run {run_id} stopped before its seed prompt was stored; there is nothing to export")
+    candidate = store.candidate(candidate_id)
     if fmt == "md":
         return candidate.prompt
     if fmt == "txt":
@@ -29,6 +43,12 @@ def export_prompt(store: Store, run_id: str, fmt: str = "md") -> str:
             "run_id": run_id, "task": run.task, "strategy": run.strategy, "candidate_id": candidate.id,
             "operator": candidate.operator, "parent_ids": candidate.parent_ids, "rationale": candidate.rationale,
             "system_prompt": candidate.prompt, "seed": report.get("seed"), "winner": report.get("winner"),
-            "p_value": report.get("p_value"),
+            "p_value": report.get("p_value"), "status": status,
         }, ensure_ascii=False, indent=2) + "\n"
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _incumbent_id(store: Store, run: RunRow) -> int | None:
+    """The candidate an unfinished run would have gone on from: the last step's incumbent, else its seed."""
+    steps = store.steps(run.id)
+    return steps[-1].incumbent_id if steps else run.seed_candidate_id

@@ -4,15 +4,18 @@ from __future__ import annotations
 from typing import Any
 
 from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
+from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.store import Store
+from promptopt.runs.tables import RunRow, StepRow
 
 
 class RunNotFound(KeyError):
     """No run with that id in the store."""
 
 
-def run_report(store: Store, run_id: str) -> dict[str, Any]:
-    """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs."""
+def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str, Any]:
+    """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs.
+    `status` reports the run as having it (the loop reports its run as finished in the write that marks it so)."""
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
@@ -20,7 +23,7 @@ def run_report(store: Store, run_id: str) -> dict[str, Any]:
     steps = store.steps(run_id)
     candidates = store.candidates(run_id)
     report: dict[str, Any] = {
-        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": run.status,
+        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": status or shown_status(run),
         "test_cases": len(test_ids),
         "candidates": sum(1 for c in candidates if c.operator != "seed"),
         "invalid_candidates": sum(1 for c in candidates if c.status == "invalid"),
@@ -50,7 +53,22 @@ def run_report(store: Store, run_id: str) -> dict[str, Any]:
                   fixed_case_ids=fixed, broken_case_ids=broken,
                   steps=[{"step": s.step, "incumbent_id": s.incumbent_id, "val_accuracy": s.val_accuracy,
                           "message": s.message} for s in steps])
+    if report["status"] != "finished":
+        report.update(unfinished_progress(run, steps))
     return report
+
+
+def unfinished_progress(run: RunRow, steps: list[StepRow]) -> dict[str, Any]:
+    """What a run that did not finish has: steps done of those planned, its incumbent (the last step's, else the
+    seed) with its validation score, and the error it stopped with."""
+    last = steps[-1] if steps else None
+    incumbent_id = last.incumbent_id if last else run.seed_candidate_id
+    val = last.val_accuracy if last and last.val_accuracy >= 0 else None
+    error = run.error or ""
+    if run.status == "running" and shown_status(run) == "interrupted":
+        error = "its process is gone (killed or crashed): the run stopped writing its heartbeat"
+    return {"steps_done": len({s.step for s in steps if s.step > 0}), "steps_planned": (run.config or {}).get("steps"),
+            "incumbent": {"candidate_id": incumbent_id, "val_accuracy": val}, "error": error}
 
 
 def evaluator_breakdown(evaluations: dict[str, list[Any]]) -> dict[str, dict[str, dict[str, float]]] | None:
@@ -70,7 +88,10 @@ def evaluator_breakdown(evaluations: dict[str, list[Any]]) -> dict[str, dict[str
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The human-readable result table printed at the end of a run and by `promptopt runs show`."""
+    """The human-readable result table printed at the end of a run and by `promptopt runs show`; for a run that
+    did not finish, what it has so far (`format_progress`)."""
+    if report["status"] != "finished":
+        return format_progress(report)
 
     def pct(value: float | None) -> str:
         return "   n/a" if value is None else f"{100 * value:5.1f}%"
@@ -104,6 +125,25 @@ def format_report(report: dict[str, Any]) -> str:
                      f"was evaluated: see `promptopt runs show {report['run_id']} --steps`")
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         lines.append("no candidate passed acceptance; the seed prompt stays the winner")
+    return "\n".join(lines)
+
+
+def format_progress(report: dict[str, Any]) -> str:
+    """A run that did not finish: what it has so far and how to resume it, never a seed-vs-winner verdict."""
+    incumbent = report["incumbent"]
+    val = incumbent["val_accuracy"]
+    planned = f" of {report['steps_planned']}" if report.get("steps_planned") else ""
+    lines = [f"run {report['run_id']}  task {report['task']}  strategy {report['strategy']}  ({report['status']})",
+             "",
+             f"not finished: {report['steps_done']}{planned} step(s) done; incumbent candidate "
+             f"{incumbent['candidate_id']}, validation {'n/a' if val is None else f'{100 * val:.1f}%'}",
+             f"candidates {report['candidates']} ({report['invalid_candidates']} invalid), accepted "
+             f"{report['accepted']}; model calls {report['model_calls']}, tokens in {report['tokens_in']}, "
+             f"out {report['tokens_out']}"]
+    if report.get("error"):
+        lines.append(f"stopped by: {report['error']}")
+    if report["status"] != "running":
+        lines.append(f"resume with: promptopt run --resume {report['run_id']}")
     return "\n".join(lines)
 
 

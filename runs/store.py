@@ -202,13 +202,15 @@ class Store:
 
     # runs
     def create_run(self, task: str, strategy: str, config: dict[str, Any], tools: list[Any],
-                   splits: dict[int, str]) -> str:
-        """Record a new run with its configuration and the split of every case."""
+                   splits: dict[int, str], order: Sequence[int] = ()) -> str:
+        """Record a new run with its configuration, the split of every case and the cases' order (case ids)."""
         run_id = uuid.uuid4().hex[:12]
+        positions = {case_id: index for index, case_id in enumerate(order)}
         with self.session() as session, session.begin():
             session.add(RunRow(id=run_id, task=task, strategy=strategy, config=config, tools=tools))
             session.flush()
-            session.add_all(RunCaseRow(run_id=run_id, case_id=cid, split=split) for cid, split in splits.items())
+            session.add_all(RunCaseRow(run_id=run_id, case_id=cid, split=split, position=positions.get(cid))
+                            for cid, split in splits.items())
         return run_id
 
     def run(self, run_id: str) -> RunRow | None:
@@ -229,7 +231,7 @@ class Store:
             row = session.get(RunRow, run_id)
             for key, value in values.items():
                 setattr(row, key, value)
-            if values.get("status") in ("finished", "failed"):
+            if values.get("status") in ("finished", "failed", "interrupted"):
                 row.finished_at = utcnow()
 
     # candidates and evaluations
@@ -259,9 +261,13 @@ class Store:
             return list(session.scalars(query))
 
     def add_evaluations(self, candidate_id: int, records: Sequence[EvaluationRecord],
-                        calls: Sequence[CallRecord], run_id: str) -> None:
-        """Store a batch of evaluations and the model calls that produced them, atomically."""
+                        calls: Sequence[CallRecord], run_id: str, replace: bool = False) -> None:
+        """Store a batch of evaluations and the model calls that produced them, atomically; `replace` first
+        removes stored evaluations of the same cases (a resumed run redoing evaluations whose call had failed)."""
         with self.session() as session, session.begin():
+            if records and replace:
+                session.execute(delete(EvaluationRow).where(EvaluationRow.candidate_id == candidate_id,
+                                                            EvaluationRow.case_id.in_([r.case_id for r in records])))
             if records:
                 session.execute(insert(EvaluationRow), [
                     {"candidate_id": candidate_id, "case_id": r.case_id, "predicted_tool": r.output.name,
@@ -271,7 +277,7 @@ class Store:
                     for r in records
                 ])
             if calls:
-                session.execute(insert(ModelCallRow), [_call_values(run_id, c) for c in calls])
+                session.execute(insert(ModelCallRow), [call_values(run_id, c) for c in calls])
 
     def evaluations(self, candidate_id: int) -> dict[int, EvaluationRow]:
         """A candidate's evaluations keyed by case id."""
@@ -283,7 +289,7 @@ class Store:
         if not calls:
             return
         with self.session() as session, session.begin():
-            session.execute(insert(ModelCallRow), [_call_values(run_id, c) for c in calls])
+            session.execute(insert(ModelCallRow), [call_values(run_id, c) for c in calls])
 
     def call_totals(self, run_id: str) -> dict[str, Any]:
         """Model calls of a run: count, tokens, dollars spent (cache hits cost nothing), cache hits, failures."""
@@ -373,7 +379,8 @@ def _case(row: CaseRow) -> Case:
                 source=row.source, id=row.id)
 
 
-def _call_values(run_id: str | None, call: CallRecord) -> dict[str, Any]:
+def call_values(run_id: str | None, call: CallRecord) -> dict[str, Any]:
+    """A model call as the values of its `model_calls` row."""
     return {"run_id": run_id, "role": call.role, "model": call.model, "tokens_in": call.tokens_in,
             "tokens_out": call.tokens_out, "latency_s": call.latency_s, "cache_hit": call.cache_hit,
             "cost_usd": call.cost_usd, "attempts": call.attempts, "error": call.error, "created_at": utcnow()}

@@ -77,6 +77,9 @@ class RunRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=utcnow)
+    """Written every few seconds while the run's process is alive (see `promptopt.runs.heartbeat`); NULL in
+    stores written before heartbeats."""
 
 
 class RunCaseRow(Base):
@@ -87,6 +90,9 @@ class RunCaseRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     split: Mapped[str] = mapped_column(String(8))
+    position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The case's place in the order the run was given its cases (a resumed run replays them in it); NULL in
+    stores written before resuming."""
 
 
 class CandidateRow(Base):

@@ -10,6 +10,7 @@ from promptopt.cli.shared import db_option, user_errors
 from promptopt.runs.export import FORMATS, export_prompt
 from promptopt.runs.log_import import FORMATS as LOG_FORMATS
 from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
+from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import format_report, run_report
 from promptopt.case import NO_TOOL
 from promptopt.runs.store import Store
@@ -22,14 +23,17 @@ from promptopt.tasks import TASKS, bundled_task, load_tools
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="md: as deployed (markers kept); txt: protection markers removed; json: prompt with scores. "
                    "Default: from the output file's extension, else md.")
+@click.option("--incumbent", is_flag=True,
+              help="For a run that did not finish (interrupted, failed): write its incumbent, the best prompt it "
+                   "had accepted so far, instead of refusing.")
 @db_option
-def export(run_id, output, fmt, db) -> None:
-    """Write the winning system prompt of RUN_ID."""
+def export(run_id, output, fmt, incumbent, db) -> None:
+    """Write the winning system prompt of RUN_ID (a run that did not finish: refused, unless --incumbent)."""
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
         fmt = suffix if suffix in FORMATS else "md"
     with user_errors():
-        text = export_prompt(Store(db), run_id, fmt)
+        text = export_prompt(Store(db), run_id, fmt, incumbent)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output} ({fmt})", err=True)
@@ -210,7 +214,7 @@ def list_runs(limit, db) -> None:
         seed = (summary.get("seed") or {}).get("test_accuracy")
         winner = (summary.get("winner") or {}).get("test_accuracy")
         scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
-        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {row.status:8}  {row.strategy:8}  {scores}")
+        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {shown_status(row):11}  {row.strategy:8}  {scores}")
     if not rows:
         click.echo("no runs stored", err=True)
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.cli.signals import exit_on_interrupt
 from promptopt.cli.strategy_flags import StrategyCommand
 from promptopt.optimizer.estimate import Estimate
 from promptopt.optimizer.options import parse_assignments
@@ -13,6 +16,10 @@ from promptopt.optimizer.strategies import default_steps, strategy_names
 from promptopt.request import RunRequest
 from promptopt.runs.report import format_report
 from promptopt.tasks import TASKS
+
+RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json", "quiet"}
+"""What `--resume` may be given with: where the store is, keys, calls in flight and output; nothing that would
+change the search."""
 
 
 @click.command(cls=StrategyCommand)
@@ -83,6 +90,10 @@ from promptopt.tasks import TASKS
               help="judge: the model that judges; same choices as --model. Default: config file, then embedded.")
 @click.option("--judge-base-url", default=None, help="OpenAI-compatible endpoint of --judge-model.")
 @click.option("--judge-api-key", default=None, help="Key for --judge-base-url (like --api-key).")
+@click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
+              help="Continue an interrupted or failed run with its stored settings, split and budget, the response "
+                   "cache answering the calls it already made; only --db, --api-key, --optimizer-api-key, --config, "
+                   "--concurrency, --json and --quiet may be given with it.")
 @db_option
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
@@ -92,8 +103,8 @@ from promptopt.tasks import TASKS
 def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps, seed, model, base_url, api_key,
         optimizer_model, optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls,
         budget_tokens, budget_usd, budget_seconds, max_broken, alpha, check_arguments, evaluator_specs,
-        all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, db, estimate, as_json, quiet,
-        **strategy_values) -> None:
+        all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, resume_id, db, estimate, as_json,
+        quiet, **strategy_values) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -104,6 +115,9 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
     from promptopt.api import estimate as estimate_run
     from promptopt.api import optimize
 
+    if resume_id:
+        _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, as_json, quiet)
+        return
     with user_errors():
         options = {**parse_assignments(assignments),
                    **{name: value for name, value in strategy_values.items() if value is not None}}
@@ -119,7 +133,32 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
         if estimate:
             _print_estimate(estimate_run(request), model or "the task model", as_json)
             return
-        result = optimize(request, progress=progress(quiet))
+        with exit_on_interrupt():
+            result = optimize(request, progress=progress(quiet))
+    _print_result(result, as_json)
+
+
+def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key: str | None, concurrency: int,
+            config_file: str | None, as_json: bool, quiet: bool) -> None:
+    """`--resume RUN_ID`: refuse the flags that would change the search, then continue the run."""
+    from promptopt.api import resume
+
+    context = click.get_current_context()
+    given = [param for param in context.command.get_params(context) if param.name not in RESUME_FLAGS
+             and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
+    if given:
+        flags = ", ".join("/".join(param.opts[:1] + param.secondary_opts[:1]) for param in given)
+        raise click.UsageError(f"--resume continues the run with its stored settings; these cannot be given with "
+                               f"it: {flags}")
+    explicit = context.get_parameter_source("concurrency") is not ParameterSource.DEFAULT
+    with user_errors(), exit_on_interrupt():
+        result = resume(run_id, db, progress(quiet), api_key=api_key, optimizer_api_key=optimizer_api_key,
+                        concurrency=concurrency if explicit else None, config_file=config_file)
+    _print_result(result, as_json)
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    """The run's result: one JSON line, or the table and how to export the winner."""
     if as_json:
         report = result.report
         click.echo(json.dumps({

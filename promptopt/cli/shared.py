@@ -16,7 +16,9 @@ from promptopt.optimizer.loop import RunFailed
 from promptopt.optimizer.options import OptionError
 from promptopt.optimizer.splits import TooFewCases
 from promptopt.runs.case_import import CaseFileError
+from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
+from promptopt.runs.resume import ResumeError
 from promptopt.runs.store import CaseRejected, StoreError
 from promptopt.tasks import TaskFileError
 
@@ -59,7 +61,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
         raise click.ClickException(str(error)) from None
-    except (RunFailed, TooFewCases) as error:
+    except (RunFailed, TooFewCases, RunNotFinished, ResumeError) as error:
         raise click.ClickException(str(error)) from None
 
 
