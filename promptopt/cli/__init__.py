@@ -6,10 +6,12 @@ import importlib
 
 import click
 
+from promptopt.cli.cases import cases
 from promptopt.cli.check import check
 from promptopt.cli.dependency_warnings import route_dependency_warnings
-from promptopt.cli.records import cases, evaluators, export, runs
+from promptopt.cli.evaluators import evaluators
 from promptopt.cli.run import run
+from promptopt.cli.runs import export, runs
 from promptopt.cli.serve import serve
 from promptopt.cli.shared import user_errors
 

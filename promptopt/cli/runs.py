@@ -1,0 +1,83 @@
+"""`promptopt export` and `promptopt runs list|show`: the recorded runs and the prompt a finished one found."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from promptopt.cli.shared import db_option, user_errors
+from promptopt.runs.export import FORMATS, export_prompt
+from promptopt.runs.heartbeat import shown_status
+from promptopt.runs.report import format_report, run_report
+from promptopt.runs.store import Store
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="md: as deployed (markers kept); txt: protection markers removed; json: prompt with scores. "
+                   "Default: from the output file's extension, else md.")
+@click.option("--incumbent", is_flag=True,
+              help="For a run that did not finish (interrupted, failed): write its incumbent, the best prompt it "
+                   "had accepted so far, instead of refusing.")
+@db_option
+def export(run_id, output, fmt, incumbent, db) -> None:
+    """Write the winning system prompt of RUN_ID (a run that did not finish: refused, unless --incumbent)."""
+    if fmt is None:
+        suffix = Path(output).suffix.lstrip(".") if output else ""
+        fmt = suffix if suffix in FORMATS else "md"
+    with user_errors():
+        text = export_prompt(Store(db), run_id, fmt, incumbent)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({fmt})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.group()
+def runs() -> None:
+    """Inspect recorded runs."""
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@db_option
+def list_runs(limit, db) -> None:
+    """Recent runs: id, status, strategy, seed and winner test accuracy."""
+    rows = Store(db).runs(limit)
+    for row in rows:
+        summary = row.summary or {}
+        seed = (summary.get("seed") or {}).get("test_accuracy")
+        winner = (summary.get("winner") or {}).get("test_accuracy")
+        scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
+        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {shown_status(row):11}  {row.strategy:8}  {scores}")
+    if not rows:
+        click.echo("no runs stored", err=True)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--steps", "with_steps", is_flag=True,
+              help="Also print each step's details: what the optimizer model was shown, what became of its samples.")
+@db_option
+def show_run(run_id, as_json, with_steps, db) -> None:
+    """A run's result table, computed from the store."""
+    store = Store(db)
+    with user_errors():
+        report = run_report(store, run_id)
+    if as_json:
+        if with_steps:
+            report = {**report, "step_details": [dict(step=s.step, **(s.details or {})) for s in store.steps(run_id)]}
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(format_report(report))
+    if with_steps:
+        for step in store.steps(run_id):
+            click.echo(f"\n=== step {step.step}: {step.message}")
+            for key, value in (step.details or {}).items():
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                click.echo(f"--- {key}\n{text}")
