@@ -31,18 +31,23 @@ class StoreBusy(StoreError):
     """Another process held a lock the store needed for longer than `PROMPTOPT_DB_TIMEOUT` seconds."""
 
 
-def lock_timeout() -> float:
-    """Seconds a writer waits for another's lock before giving up: `$PROMPTOPT_DB_TIMEOUT`, default 30."""
-    raw = os.environ.get("PROMPTOPT_DB_TIMEOUT", "").strip()
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable `name` (unset or empty: `default`)."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = math.nan
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise StoreError(f"PROMPTOPT_DB_TIMEOUT must be a positive number of seconds, got {raw!r}")
+        raise StoreError(f"{name} must be a positive number of seconds, got {raw!r}")
     return seconds
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for another's lock before giving up: `$PROMPTOPT_DB_TIMEOUT`, default 30."""
+    return env_seconds("PROMPTOPT_DB_TIMEOUT", DEFAULT_TIMEOUT_S)
 
 
 def with_driver(url: str) -> str:

@@ -4,15 +4,13 @@ belongs to a process that died (kill -9, a crash, a lost machine) and is shown a
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from promptopt.runs.engine import StoreError
+from promptopt.runs.engine import StoreError, env_seconds
 from promptopt.runs.tables import RunRow, utcnow
 
 HEARTBEAT_ENV = "PROMPTOPT_HEARTBEAT_S"
@@ -23,16 +21,7 @@ STALE_AFTER = 3
 
 def heartbeat_interval() -> float:
     """Seconds between heartbeats: `$PROMPTOPT_HEARTBEAT_S`, default 5."""
-    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_INTERVAL_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise StoreError(f"{HEARTBEAT_ENV} must be a positive number of seconds, got {raw!r}")
-    return seconds
+    return env_seconds(HEARTBEAT_ENV, DEFAULT_INTERVAL_S)
 
 
 def heartbeat_age(run: RunRow, now: datetime | None = None) -> float | None:
