@@ -10,7 +10,7 @@ from promptopt.evaluators.base import Evaluator
 from promptopt.models.base import ModelBackend
 from promptopt.optimizer.budget import Budget
 from promptopt.optimizer.loop import RunConfig
-from promptopt.optimizer.scorer import CaseResult, Scorer
+from promptopt.optimizer.scorer import CaseResult, Scorer, outage
 from promptopt.optimizer.statistics import wilson_interval
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
@@ -89,9 +89,9 @@ class CheckResult:
     def failures(self) -> list[str]:
         """Why the check fails (empty when it passes)."""
         reasons = []
-        errors = [o.result.error for o in self.outcomes if o.result.error]
-        if errors and len(errors) == len(self.outcomes):
-            reasons.append(f"every model call failed ({len(errors)}); the first error: {errors[0]}")
+        problem = outage([o.result for o in self.outcomes])
+        if problem:
+            reasons.append(problem)
         if len(self.broken) > self.thresholds.max_broken:
             reasons.append(f"{len(self.broken)} previously-good case(s) broken, {self.thresholds.max_broken} allowed")
         minimum = self.thresholds.min_accuracy

@@ -13,7 +13,7 @@ from promptopt.models.base import ModelBackend
 from promptopt.optimizer.acceptance import decide
 from promptopt.optimizer.budget import Budget, BudgetExhausted, Limits
 from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
-from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
+from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.runs.heartbeat import Heartbeat
@@ -175,7 +175,7 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
 
 def _require_answers(results: dict[int, CaseResult]) -> None:
     """Stop a run whose every task-model call failed: its scores would read as a 0 % prompt, not as an outage."""
-    errors = [r.error for r in results.values() if r.error]
-    if results and len(errors) == len(results):
-        raise RunFailed(f"every task-model call failed ({len(errors)} calls); the first error: {errors[0]}")
+    problem = outage(list(results.values()))
+    if problem:
+        raise RunFailed(problem)
 

@@ -119,6 +119,14 @@ class Scorer:
         self._stored.update((candidate_id, c.id) for c in cases)
 
 
+def outage(results: Sequence[CaseResult]) -> str | None:
+    """Why these results say nothing about the prompt: every task-model call failed (with the first error)."""
+    errors = [r.error for r in results if r.error]
+    if results and len(errors) == len(results):
+        return f"every task-model call failed ({len(errors)} calls); the first error: {errors[0]}"
+    return None
+
+
 def accuracy(results: dict[int, CaseResult]) -> float:
     """Share of passed cases; 0 for no cases."""
     return sum(r.passed for r in results.values()) / len(results) if results else 0.0
