@@ -54,6 +54,8 @@ class RunConfig:
     limits: Limits = field(default_factory=Limits)
     max_broken: int = 2
     alpha: float | None = None
+    min_gain: float = 0.03
+    """Validation accuracy points (as a fraction) a candidate must gain to be accepted."""
     check_arguments: bool = False
     evaluator: str = "tool_call"
     judge_model: str | None = None
@@ -72,6 +74,7 @@ class RunConfig:
         values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
         values["limits"] = Limits(**(values.get("limits") or {}))
         values["splits"] = tuple(values.get("splits") or cls.splits)
+        values.setdefault("min_gain", 0.0)  # runs stored before the minimum gain accepted any gain
         return cls(**values)
 
 
@@ -128,10 +131,11 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
     incumbent_val: dict[int, CaseResult] = {}
     try:
         material = stratified_sample(train, config.seed_train_sample, rng)
+        calibration = _calibrate(scorer, seed.prompt, material, say)
         incumbent_train: dict[int, CaseResult] = scorer.score(seed.id, seed.prompt, material, "seed train")
         incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
         _require_answers({**incumbent_train, **incumbent_val})
-        store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt")
+        store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt", calibration or None)
         say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
         for step in range(1, config.steps + 1):
             context = SearchContext(
@@ -156,7 +160,8 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
             for other in proposals[1:]:
                 store.set_candidate_status(other.candidate.id, "evaluated", "a better candidate was tried this step")
             candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
-            decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken, config.alpha)
+            decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken, config.alpha,
+                              config.min_gain)
             store.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
                                        "" if decision.accepted else decision.reason)
             if decision.accepted:
@@ -171,6 +176,20 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
         store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,
                        f"budget exhausted: {error}")
     return incumbent
+
+
+def _calibrate(scorer: Scorer, prompt: str, material: list[Case], say: Progress) -> dict[str, Any]:
+    """Let a task model that calibrates its routing (the embedded native router's "answer in text" gate) do so on
+    the seed's training sample, once, before anything is scored; what it set is stored with step 0."""
+    calibrate = getattr(scorer.model, "calibrate", None)
+    if calibrate is None or not material:
+        return {}
+    calibration = calibrate(prompt, scorer.task.tools, [c.messages() for c in material],
+                            [c.expected.name for c in material])
+    if calibration:
+        say("calibrated the task model on the seed's training sample: " +
+            ", ".join(f"{k} {v}" for k, v in calibration.items()))
+    return calibration
 
 
 def _require_answers(results: dict[int, CaseResult]) -> None:

@@ -126,7 +126,7 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
                        optimizer_base_url=optimizer_settings.base_url, concurrency=request.concurrency,
                        steps=request.steps_to_run, seed=request.seed, limits=request.limits,
                        max_broken=request.max_broken, alpha=request.alpha,
-                       check_arguments=request.check_arguments, pattern=request.pattern,
+                       min_gain=request.min_gain, check_arguments=request.check_arguments, pattern=request.pattern,
                        strategy_options=dict(request.options))
     return _Setup(tools=load_tools(request.tools) if request.tools else bundled.tools,
                   seed_prompt=load_prompt(request.prompt) if request.prompt else bundled.seed_prompt,

@@ -47,6 +47,7 @@ class RunRequest:
     max_usd: float | None = None
     max_broken: int = 2
     alpha: float | None = None
+    min_gain: float = 0.03
     check_arguments: bool = False
     evaluators: Sequence[Any] | None = None
     all_must_pass: bool = False

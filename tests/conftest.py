@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from promptopt.tasks import bundled_task
 from tests.postgres import postgres_cluster, store_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, a fresh store)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The suite's mechanics run on SmolLM2-135M, five times faster than the default Qwen2.5-Coder-0.5B; the tests of
+# the default itself (test_native_routing.py) name it. Set before anything builds a backend or a subprocess.
+os.environ.setdefault("PROMPTOPT_EMBEDDED_MODEL", "smollm2-135m")
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from promptopt.case import NO_TOOL
-from promptopt.models.embedded_weights import CACHE_NAME
 from promptopt.models.tool_text import parse_json_object, tool_names
 from promptopt.config import model_cache_dir
 
@@ -73,8 +72,8 @@ def test_generated_arguments_keep_only_schema_keys(embedded, task):
     assert set(arguments) <= set(cart["function"]["parameters"]["properties"])
 
 
-def test_converted_weights_are_cached():
-    folder = model_cache_dir() / CACHE_NAME
+def test_converted_weights_are_cached(embedded):
+    folder = model_cache_dir() / embedded.source.cache_name
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 

@@ -18,6 +18,7 @@ BUILT_IN = {
     "demos": "promptopt.optimizer.strategies.demos:DemosStrategy",
     "opro": "promptopt.optimizer.strategies.opro:OproStrategy",
     "apo": "promptopt.optimizer.strategies.apo:ApoStrategy",
+    "rules": "promptopt.optimizer.strategies.rules:RulesStrategy",
     "bpo": "promptopt.optimizer.strategies.bpo:BpoStrategy",
     "dspy-copro": "promptopt.optimizer.strategies.dspy.optimizers:DspyCopro",
     "dspy-mipro": "promptopt.optimizer.strategies.dspy.optimizers:DspyMipro",

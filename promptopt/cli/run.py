@@ -73,6 +73,9 @@ change the search."""
               help="Previously-good validation cases a candidate may break and still be accepted.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Also require a significant validation gain (exact McNemar p < ALPHA) to accept.")
+@click.option("--min-gain", type=click.FloatRange(0, 1), default=RunRequest.min_gain, show_default=True,
+              help="Validation accuracy a candidate must gain over the incumbent to be accepted, as a fraction "
+                   "(0.03 = 3 points): a gain of a case or two on a small validation set is often luck.")
 @click.option("--check-arguments/--no-check-arguments", "--arguments/--no-arguments", default=False,
               show_default=True,
               help="Also generate and check tool arguments (slow on the embedded model).")
@@ -102,7 +105,7 @@ change the search."""
 @click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps, seed, model, base_url, api_key,
         optimizer_model, optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls,
-        budget_tokens, budget_usd, budget_seconds, max_broken, alpha, check_arguments, evaluator_specs,
+        budget_tokens, budget_usd, budget_seconds, max_broken, alpha, min_gain, check_arguments, evaluator_specs,
         all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, resume_id, db, estimate, as_json,
         quiet, **strategy_values) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
@@ -128,7 +131,7 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
             optimizer_api_key=optimizer_api_key, judge_model=judge_model, judge_base_url=judge_base_url,
             judge_api_key=judge_api_key, concurrency=concurrency, cache=cache, config_file=config_file, db=db,
             max_calls=budget_calls, max_seconds=budget_seconds, max_tokens=budget_tokens, max_usd=budget_usd,
-            max_broken=max_broken, alpha=alpha, check_arguments=check_arguments,
+            max_broken=max_broken, alpha=alpha, min_gain=min_gain, check_arguments=check_arguments,
             evaluators=list(evaluator_specs) or None, all_must_pass=all_must_pass, pattern=pattern, rubric=rubric)
         if estimate:
             _print_estimate(estimate_run(request), model or "the task model", as_json)

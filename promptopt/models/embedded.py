@@ -1,6 +1,7 @@
-"""The embedded backend: SmolLM2-135M-Instruct on CPU through transformers.
+"""The embedded backend: a small local model on CPU through transformers (`embedded_weights` has the sources).
 
-It routes with the noisy channel (Min et al. 2022): each choice (tool name or `none`) is written as `"{choice}: "`
+Qwen2.5-Coder-0.5B (the default) routes natively: tool calls scored through its own chat template with a calibrated
+"answer in text" gate (`native_routing`). SmolLM2-135M routes with the noisy channel (Min et al. 2022): each choice (tool name or `none`) is written as `"{choice}: "`
 at the start of the user's last message and the message's own tokens are scored, so the pick is the choice under
 which the model best predicts what the user said. A 135M model scoring the reply directly (`choice_logprobs`)
 answers `none` almost always whatever the prompt; the channel has no such label prior and reads demos rendered
@@ -20,7 +21,8 @@ import numpy as np
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.models.embedded_weights import GGUF_FILE
+from promptopt.models.embedded_weights import WeightsSource, weights_source
+from promptopt.models.native_routing import calibrate_gate, call_branches, decide, routing_tools
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import ResponseCache
@@ -31,28 +33,34 @@ END_OF_TURN = "<|im_end|>"
 CHANNEL_TAG = "{choice}: "
 CHANNEL_SLOT = "\x00"
 # Part of every cached routing answer's key: change it whenever routing would choose differently.
-ROUTING_METHOD = "channel-v1"
+ROUTING_METHOD = {"channel": "channel-v1", "native": "native-v1"}
 
 
 class EmbeddedModel:
-    """The local SmolLM2 backend; weights load on first use."""
+    """The local backend (`weights`: a key of `embedded_weights.SOURCES`, default Qwen2.5-Coder-0.5B); weights
+    load on first use. `gate_bias` is the native router's "answer in text" threshold (see `calibrate`)."""
 
     name = "embedded"
 
     def __init__(self, batch_size: int = 8, model: Any = None, tokenizer: Any = None,
-                 cache: ResponseCache | None = None) -> None:
+                 cache: ResponseCache | None = None, weights: str | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         self.batch_size = batch_size
         self.cache = cache
+        self.source: WeightsSource = weights_source(weights)
+        self.gate_bias = 0.0
         self._model = model
         self._tokenizer = tokenizer
+        self._say = say
         self._lock = threading.RLock()  # one caller at a time: torch state and the fast tokenizer are shared
         self._prefix: PrefixCache | None = None
+        self._native_memo: dict[str, np.ndarray] = {}  # raw native scores under the current prefix, by conversation
 
     def _load(self) -> None:
         if self._model is None:
             from promptopt.models.embedded_weights import load_embedded
 
-            self._model, self._tokenizer = load_embedded()
+            self._model, self._tokenizer = load_embedded(self.source.key, say=self._say)
 
     @property
     def tokenizer(self) -> Any:
@@ -62,24 +70,29 @@ class EmbeddedModel:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _system_text(self, system_prompt: str) -> str:
-        return self.tokenizer.apply_chat_template([{"role": "system", "content": system_prompt}], tokenize=False)
+    def _system_text(self, system_prompt: str, tools: Sequence[dict[str, Any]] | None = None) -> str:
+        """The system turn as the chat template renders it (with the tool list when `tools` are given)."""
+        return self.tokenizer.apply_chat_template([{"role": "system", "content": system_prompt}], tools=tools,
+                                                  tokenize=False)
 
-    def _suffix_text(self, system_prompt: str, conversation: list[dict[str, str]]) -> str:
+    def _suffix_text(self, system_prompt: str, conversation: list[dict[str, str]],
+                     tools: Sequence[dict[str, Any]] | None = None) -> str:
         """The conversation rendered after the system turn, ending with the assistant's turn opener."""
-        prefix = self._system_text(system_prompt)
+        prefix = self._system_text(system_prompt, tools)
         full = self.tokenizer.apply_chat_template(
-            [{"role": "system", "content": system_prompt}, *conversation], tokenize=False, add_generation_prompt=True
+            [{"role": "system", "content": system_prompt}, *conversation], tools=tools, tokenize=False,
+            add_generation_prompt=True
         )
         if not full.startswith(prefix):
             raise RuntimeError("chat template does not render the system turn as a prefix")
         return full[len(prefix):]
 
-    def _prefix_cache(self, system_prompt: str) -> PrefixCache:
+    def _prefix_cache(self, system_prompt: str, tools: Sequence[dict[str, Any]] | None = None) -> PrefixCache:
         """Encode the system turn once; later calls with the same prompt reuse it."""
-        text = self._system_text(system_prompt)
+        text = self._system_text(system_prompt, tools)
         if self._prefix is None or self._prefix.text != text:
             self._prefix = encode_prefix(self._model, text, self._encode(text))
+            self._native_memo.clear()
         return self._prefix
 
     def choice_logprobs(
@@ -109,6 +122,33 @@ class EmbeddedModel:
     ) -> np.ndarray:
         """Reference for `channel_logprobs`: one full forward per (conversation, choice). Slow; for checks."""
         return self._score(system_prompt, self._channel_rows, conversations, choices, naive=True)
+
+    def native_logprobs(self, system_prompt: str, tools: Sequence[dict[str, Any]],
+                        conversations: Sequence[list[dict[str, str]]]) -> np.ndarray:
+        """Per conversation, the log-probability of the model opening a call to each tool, then to the reply
+        pseudo-tool (`native_routing`); rows scored before under the same prompt come from memory."""
+        routed_tools = routing_tools(tools)
+        branches = [(self._encode(text), 0) for text in call_branches(tool_names(tools))]
+        with self._lock:
+            self._load()
+            prefix = self._prefix_cache(system_prompt, routed_tools)
+            keys = [json.dumps(c, sort_keys=True, ensure_ascii=False) for c in conversations]
+            todo = [i for i, key in enumerate(keys) if key not in self._native_memo]
+            rows = [(self._encode(self._suffix_text(system_prompt, conversations[i], routed_tools)), branches)
+                    for i in todo]
+            for i, scores in zip(todo, score_rows(self._model, prefix, rows, self.batch_size) if rows else []):
+                self._native_memo[keys[i]] = scores
+            return np.array([self._native_memo[key] for key in keys]).reshape(len(keys), len(branches))
+
+    def calibrate(self, system_prompt: str, tools: Sequence[dict[str, Any]],
+                  conversations: Sequence[list[dict[str, str]]], expected: Sequence[str]) -> dict[str, Any]:
+        """Set the native router's gate from labelled (training) conversations under `system_prompt`, and say what
+        was set; the channel router has nothing to calibrate."""
+        if self.source.routing != "native" or not conversations:
+            return {}
+        scores = self.native_logprobs(system_prompt, tools, conversations)
+        self.gate_bias = round(calibrate_gate(scores, tool_names(tools), expected), 4)
+        return {"gate_bias": self.gate_bias, "calibration_cases": len(conversations)}
 
     def _score(self, system_prompt: str, make_rows: Callable[..., list[Row]],
                conversations: Sequence[list[dict[str, str]]], choices: Sequence[str],
@@ -187,9 +227,11 @@ class EmbeddedModel:
     def _route_request(self, system_prompt: str, tools: Sequence[dict[str, Any]],
                        conversation: list[dict[str, str]], check_arguments: bool) -> dict[str, Any]:
         """What decides one routing answer, as a response-cache key."""
-        return {"backend": self.name, "weights": GGUF_FILE, "method": ROUTING_METHOD, "system": system_prompt,
-                # the key keeps its first name so responses cached before the rename still answer
-                "tools": list(tools), "messages": conversation, "fill_arguments": check_arguments}
+        request = {"backend": self.name, "weights": self.source.gguf_name,
+                   "method": ROUTING_METHOD[self.source.routing], "system": system_prompt,
+                   # the key keeps its first name so responses cached before the rename still answer
+                   "tools": list(tools), "messages": conversation, "fill_arguments": check_arguments}
+        return {**request, "gate_bias": self.gate_bias} if self.source.routing == "native" else request
 
     def _route_fresh(
         self,
@@ -200,16 +242,20 @@ class EmbeddedModel:
     ) -> list[Routed]:
         if not conversations:
             return []
-        choices = [*tool_names(tools), NO_TOOL]
-        full_prompt = f"{system_prompt}\n\n{render_tool_section(tools)}"
         started = time.perf_counter()
-        scores = self.channel_logprobs(full_prompt, conversations, choices)
+        if self.source.routing == "native":
+            names = decide(self.native_logprobs(system_prompt, tools, conversations), tool_names(tools), self.gate_bias)
+            full_prompt, rendered_tools = system_prompt, routing_tools(tools)
+        else:
+            choices = [*tool_names(tools), NO_TOOL]
+            full_prompt, rendered_tools = f"{system_prompt}\n\n{render_tool_section(tools)}", None
+            scores = self.channel_logprobs(full_prompt, conversations, choices)
+            names = [choices[int(np.argmax(row))] for row in scores]
         share = (time.perf_counter() - started) / len(conversations)
-        prompt_tokens = len(self._encode(self._system_text(full_prompt)))
+        prompt_tokens = len(self._encode(self._system_text(full_prompt, rendered_tools)))
         results = []
-        for i, conversation in enumerate(conversations):
-            name = choices[int(np.argmax(scores[i]))]
-            tokens_in = prompt_tokens + len(self._encode(self._suffix_text(full_prompt, conversation)))
+        for name, conversation in zip(names, conversations):
+            tokens_in = prompt_tokens + len(self._encode(self._suffix_text(full_prompt, conversation, rendered_tools)))
             arguments: dict[str, Any] = {}
             latency = share
             if check_arguments and name != NO_TOOL:
@@ -246,7 +292,7 @@ class EmbeddedModel:
         for messages in requests:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, first_sample - 1) + 1
-            request = {"backend": self.name, "weights": GGUF_FILE, "method": "generate-v1", "messages": messages,
+            request = {"backend": self.name, "weights": self.source.gguf_name, "method": "generate-v1", "messages": messages,
                        "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
             if answer is not None:
@@ -300,6 +346,6 @@ class EmbeddedModel:
 
 def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
                   prices: Any) -> EmbeddedModel:
-    """The registry's factory for `embedded`: the local model with the response cache; it serves one call at a
-    time and costs nothing, so `concurrency` and `prices` do not apply."""
-    return EmbeddedModel(cache=cache)
+    """The registry's factory for `embedded` (`embedded:NAME` picks the weights): the local model with the response
+    cache; it serves one call at a time and costs nothing, so `concurrency` and `prices` do not apply."""
+    return EmbeddedModel(cache=cache, weights=settings.model.partition(":")[2] or None)

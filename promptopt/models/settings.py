@@ -1,5 +1,5 @@
 """Which model to use, where, and with which key: command-line flags, then the config file, then the standard
-`OPENAI_*` variables, then the default (`embedded`, the local SmolLM2). Task and optimizer model resolve
+`OPENAI_*` variables, then the default (`embedded`, the local model). Task and optimizer model resolve
 separately. The key stays out of `repr` and out of everything promptopt stores. A config section's `backend`
 names a backend kind from `promptopt.models.registry` (a plugin's, say); without it the model and URL decide."""
 from __future__ import annotations
@@ -15,14 +15,19 @@ ROLES = ("task_model", "optimizer_model", "judge_model")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
+def embedded_name(name: str) -> bool:
+    """Whether a model name selects the embedded model: `embedded`, or `embedded:NAME` for one of its weights."""
+    return name == EMBEDDED or name.startswith(EMBEDDED + ":")
+
+
 class ModelSettingsError(ValueError):
     """Settings that cannot reach a model (a remote endpoint without a key, an unknown option)."""
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """How to reach one model, and which backend kind serves it (`kind`); `model == "embedded"` without a base
-    URL or backend is the local SmolLM2."""
+    """How to reach one model, and which backend kind serves it (`kind`); `model == "embedded"` (or `embedded:NAME`)
+    without a base URL or backend is the local model."""
 
     model: str = EMBEDDED
     base_url: str | None = None
@@ -37,7 +42,7 @@ class ModelSettings:
         and `openai` for any endpoint."""
         if self.backend:
             return self.backend
-        return EMBEDDED if self.model == EMBEDDED and self.base_url is None else OPENAI
+        return EMBEDDED if embedded_name(self.model) and self.base_url is None else OPENAI
 
     @property
     def local(self) -> bool:
@@ -68,12 +73,12 @@ def resolve_model_settings(role: str, model: str | None = None, base_url: str | 
     openai_env = kind in (None, OPENAI)
     name = model or section.get("model") or EMBEDDED
     url = base_url or section.get("base_url")
-    if url is None and name != EMBEDDED and openai_env:
+    if url is None and not embedded_name(name) and openai_env:
         url = env.get("OPENAI_BASE_URL") or None
     key = api_key
     if key is None and section.get("api_key_env"):
         key = env.get(section["api_key_env"])
-    key = key or section.get("api_key") or (env.get("OPENAI_API_KEY") if openai_env and (name != EMBEDDED or url)
+    key = key or section.get("api_key") or (env.get("OPENAI_API_KEY") if openai_env and (not embedded_name(name) or url)
                                             else None)
     settings = ModelSettings(model=name, base_url=url, api_key=key or None,
                              timeout_s=float(section.get("timeout_s", 60.0)),
