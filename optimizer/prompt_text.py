@@ -2,13 +2,15 @@
 lines. Strategies share these instead of importing each other."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Sequence
 
-from promptopt.case import Case
+from promptopt.case import NO_TOOL, Case
 
 PROMPT_TAGS = ("<PROMPT>", "</PROMPT>")
 EXAMPLES_HEADER = "## Examples"
+NO_TOOL_REPLY = "(answers directly, without calling a tool)"
 
 
 def normalized(prompt: str) -> str:
@@ -33,9 +35,16 @@ def tagged_pieces(text: str, tags: tuple[str, str]) -> list[str]:
 
 
 def render_demo(case: Case) -> str:
-    """One example as `tool: request`, a line a capable model reads as a labelled example and the embedded
-    model's channel scoring (`"{choice}: {message}"`) reads the same way."""
-    return f"{case.expected.name}: {' '.join(case.query.split())}"
+    """One example as the exchange it shows: the user's request, then the assistant's reply as the tool call it
+    makes (`{"name": ..., "arguments": ...}`, the JSON a tool-calling model writes) or a note that it answers
+    directly. A model copies the format of its examples: `tool: request` lines moved the default embedded model
+    by half as much as these."""
+    request = " ".join(case.query.split())
+    if case.expected.name == NO_TOOL:
+        reply = NO_TOOL_REPLY
+    else:
+        reply = json.dumps({"name": case.expected.name, "arguments": dict(case.expected.arguments)}, ensure_ascii=False)
+    return f"User: {request}\nAssistant: {reply}"
 
 
 def render_demos(base_prompt: str, demos: Sequence[Case]) -> str:

@@ -13,6 +13,7 @@ from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
 from tests.conftest import write_jsonl
+from promptopt.optimizer.prompt_text import render_demo
 from tests.test_openai_backend import ExamplesRouter
 
 GOOD_TOOLS = ("get_order_status", "find_stores", "get_promotions")
@@ -48,11 +49,11 @@ def endpoint(picked):
 
 @pytest.fixture
 def prompts(tmp_path, task, picked):
-    """Prompt files: `seed` shows an example line for every good case's tool; `breaking` drops get_promotions's;
+    """Prompt files: `seed` shows an example call for every good case's tool; `breaking` drops get_promotions's;
     `fixing` adds manage_cart's; `unpaired` has a protection marker that does not pair up."""
 
     def write(name: str, tools: tuple[str, ...]) -> str:
-        lines = [f"{c.expected.name}: {c.query}" for c in picked if c.expected.name in tools]
+        lines = [render_demo(c) for c in picked if c.expected.name in tools]
         path = tmp_path / f"{name}.md"
         path.write_text(task.seed_prompt.rstrip() + "\n\n## Examples\n" + "\n".join(lines) + "\n", encoding="utf-8")
         return str(path)

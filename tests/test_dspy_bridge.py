@@ -15,6 +15,7 @@ from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.optimizer import make_strategy, strategy_names
 from promptopt.optimizer.budget import Budget, Limits
 from promptopt.optimizer.candidates import protected_regions
+from promptopt.optimizer.prompt_text import render_demo
 from promptopt.optimizer.strategies.dspy.bridge import import_dspy
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.scorer import Scorer, accuracy
@@ -39,7 +40,7 @@ class TeachableRouter(FakeRouter):
 
     def choose(self, system_prompt, conversation):
         tool = self.expected[conversation[-1]["content"]]
-        taught = f"{tool} handles" in system_prompt or re.search(rf"^{tool}: ", system_prompt, re.M)
+        taught = f"{tool} handles" in system_prompt or f'"name": "{tool}"' in system_prompt
         return tool if taught else "none"
 
 
@@ -109,11 +110,11 @@ def test_bootstrap_selects_training_demos_rendered_like_the_demos_strategy(store
     report = run(store, cases, "dspy-bootstrap")
     run_id = report["run_id"]
     final = next(c for c in store.candidates(run_id) if c.operator == "dspy-bootstrap")
-    demos = final.prompt.split("## Examples\n")[1].strip().splitlines()
+    demos = final.prompt.split("## Examples\n")[1].strip().split("\nUser: ")
     train = {c.id: c for c in cases if store.run_splits(run_id)[c.id] == "train"}
     assert 1 <= len(demos) <= 8 and final.prompt.startswith(SEED.rstrip())
-    for line, case_id in zip(demos, final.details["demo_case_ids"]):
-        assert line == f"{train[case_id].expected.name}: {train[case_id].query}"
+    for demo, case_id in zip(demos, final.details["demo_case_ids"]):
+        assert "User: " + demo.removeprefix("User: ") == render_demo(train[case_id])
     assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
 
 

@@ -23,7 +23,7 @@ SEED = "You help shoppers. Tools: get_order_status, find_stores, get_promotions.
 
 
 class ScriptedRouter(FakeRouter):
-    """Answers a case right when its expected tool is shown in the prompt's examples, else says none.
+    """Answers a case right when its expected tool is called in the prompt's examples, else says none.
     With `break_good`, a prompt with examples gets every `good` case wrong."""
 
     name = "scripted"
@@ -41,7 +41,7 @@ class ScriptedRouter(FakeRouter):
         if self.fail_after is not None and self.calls > self.fail_after:
             raise ConnectionError("scripted failure")
         case = self.answers[conversation[-1]["content"]]
-        name = case.expected.name if f"\n{case.expected.name}: " in examples else "none"
+        name = case.expected.name if f'"name": "{case.expected.name}"' in examples else "none"
         if examples and self.break_good and case.label == "good":
             name = "find_stores" if case.expected.name != "find_stores" else "get_promotions"
         return name

@@ -31,8 +31,8 @@ SECRET = "sk-test-SECRET-0123456789"
 
 
 class ExamplesRouter:
-    """A scripted chat model: it calls a case's expected tool when the system prompt shows an example line for
-    that tool (`tool: ...`), and otherwise answers in plain text (no tool). Tool-less requests get an echo."""
+    """A scripted chat model: it calls a case's expected tool when the system prompt shows an example call of
+    that tool (`{"name": "tool", ...}`), and otherwise answers in plain text (no tool). Tool-less requests get an echo."""
 
     model_name = "scripted"
 
@@ -45,7 +45,7 @@ class ExamplesRouter:
         system = "\n".join(m["content"] for m in request["messages"] if m["role"] == "system")
         query = request["messages"][-1]["content"]
         tool = self.expected.get(query, NO_TOOL)
-        shown = tool != NO_TOOL and re.search(rf"^{re.escape(tool)}: ", system, re.M)
+        shown = tool != NO_TOOL and f'"name": "{tool}"' in system
         if not request.get("tools"):
             if "## Tools" in system:  # the text protocol
                 return {"role": "assistant", "content": f'{tool if shown else "none"} {{"q": 1}}'}, 30, 5
@@ -96,7 +96,7 @@ def test_native_tool_calls_are_parsed_and_missing_calls_mean_none(expected, task
     query = next(q for q, t in expected.items() if t == "get_order_status")
     with ChatServer(ExamplesRouter(expected)) as server:
         model = backend(server)
-        shown = model.route("get_order_status: where is my order", task.tools, conversations([query]), True)[0]
+        shown = model.route('User: where is my order\nAssistant: {"name": "get_order_status"}', task.tools, conversations([query]), True)[0]
         hidden = model.route("no examples here", task.tools, conversations([query]), True)[0]
     assert shown.call.name == "get_order_status" and shown.call.arguments == {"q": "x"} and not shown.error
     assert hidden.call.name == NO_TOOL and not hidden.error
@@ -106,7 +106,7 @@ def test_native_tool_calls_are_parsed_and_missing_calls_mean_none(expected, task
 @pytest.mark.parametrize("kind", ["rate_limit", "server_error", "stall", "malformed"])
 def test_each_fault_kind_is_retried_until_the_call_succeeds(expected, task, kind):
     queries = [q for q, t in expected.items() if t != NO_TOOL][:12]
-    prompt = "\n".join(f"{t}: example" for t in {t for t in expected.values() if t != NO_TOOL})
+    prompt = "\n".join(f'Assistant: {{"name": "{t}"}}' for t in {t for t in expected.values() if t != NO_TOOL})
     faults = FaultPlan(rate=0.5, kinds=(kind,), stall_s=1.0, retry_after_s=0.2, seed=3)
     with ChatServer(ExamplesRouter(expected), faults=faults) as server:
         routed = backend(server, concurrency=4).route(prompt, task.tools, conversations(queries))
@@ -170,7 +170,7 @@ def test_endpoint_without_tool_calling_falls_back_to_the_text_protocol(expected,
     responder = RejectingTools(expected)
     with ChatServer(responder) as server:
         model = backend(server)
-        routed = model.route("find_stores: any store near me", task.tools, conversations([query]), True)[0]
+        routed = model.route('User: any store near me\nAssistant: {"name": "find_stores"}', task.tools, conversations([query]), True)[0]
     assert model.tool_protocol == "text"
     assert routed.call.name == "find_stores" and routed.call.arguments == {"q": 1} and not routed.error
 

@@ -17,9 +17,10 @@ from tests.conftest import ROOT
 from tests.test_openai_backend import ExamplesRouter, bundled_cases, case_file, expected  # noqa: F401
 
 TOY = '''
-    """Appends `examples` training cases as `tool: request` lines, the only idea it has."""
+    """Appends `examples` training cases as example exchanges, the only idea it has."""
     from promptopt.optimizer.candidates import Candidate
     from promptopt.optimizer.options import Option
+    from promptopt.optimizer.prompt_text import render_demo
     from promptopt.optimizer.strategy import Proposal, StrategyBase
 
 
@@ -31,7 +32,7 @@ TOY = '''
             return size.steps * size.incumbent_sample
 
         def propose(self, context, step):
-            lines = [f"{c.expected.name}: {c.query}" for c in context.train[: self.examples]]
+            lines = [render_demo(c) for c in context.train[: self.examples]]
             candidate = Candidate(prompt=context.incumbent.prompt.rstrip() + "\\n\\n" + "\\n".join(lines),
                                   operator="toy-examples", details={"examples": self.examples})
             if context.register(candidate, step):

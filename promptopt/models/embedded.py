@@ -11,6 +11,7 @@ Arguments are filled by a short greedy generation.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -38,7 +39,8 @@ ROUTING_METHOD = {"channel": "channel-v1", "native": "native-v1"}
 
 class EmbeddedModel:
     """The local backend (`weights`: a key of `embedded_weights.SOURCES`, default Qwen2.5-Coder-0.5B); weights
-    load on first use. `gate_bias` is the native router's "answer in text" threshold (see `calibrate`)."""
+    load on first use. `gate_bias` is the native router's "answer in text" threshold until `calibrate` is given
+    labelled cases; from then on each prompt gets its own threshold, fitted on those cases under that prompt."""
 
     name = "embedded"
 
@@ -49,6 +51,9 @@ class EmbeddedModel:
         self.cache = cache
         self.source: WeightsSource = weights_source(weights)
         self.gate_bias = 0.0
+        self._calibration: tuple[list[list[dict[str, str]]], list[str]] | None = None
+        self._calibration_key = ""
+        self._biases: dict[str, float] = {}
         self._model = model
         self._tokenizer = tokenizer
         self._say = say
@@ -124,13 +129,18 @@ class EmbeddedModel:
         return self._score(system_prompt, self._channel_rows, conversations, choices, naive=True)
 
     def native_logprobs(self, system_prompt: str, tools: Sequence[dict[str, Any]],
-                        conversations: Sequence[list[dict[str, str]]]) -> np.ndarray:
+                        conversations: Sequence[list[dict[str, str]]], naive: bool = False) -> np.ndarray:
         """Per conversation, the log-probability of the model opening a call to each tool, then to the reply
-        pseudo-tool (`native_routing`); rows scored before under the same prompt come from memory."""
+        pseudo-tool (`native_routing`); rows scored before under the same prompt come from memory. `naive`: the
+        slow reference, one forward per branch."""
         routed_tools = routing_tools(tools)
         branches = [(self._encode(text), 0) for text in call_branches(tool_names(tools))]
         with self._lock:
             self._load()
+            if naive:
+                system_ids = self._encode(self._system_text(system_prompt, routed_tools))
+                return score_rows_naive(self._model, system_ids, [
+                    (self._encode(self._suffix_text(system_prompt, c, routed_tools)), branches) for c in conversations])
             prefix = self._prefix_cache(system_prompt, routed_tools)
             keys = [json.dumps(c, sort_keys=True, ensure_ascii=False) for c in conversations]
             todo = [i for i, key in enumerate(keys) if key not in self._native_memo]
@@ -142,13 +152,28 @@ class EmbeddedModel:
 
     def calibrate(self, system_prompt: str, tools: Sequence[dict[str, Any]],
                   conversations: Sequence[list[dict[str, str]]], expected: Sequence[str]) -> dict[str, Any]:
-        """Set the native router's gate from labelled (training) conversations under `system_prompt`, and say what
-        was set; the channel router has nothing to calibrate."""
+        """Fit the native router's gate on labelled (training) conversations: from now on every prompt's gate is
+        the bias that routes these cases best under that prompt (demos or rules move the call-or-not margins a
+        lot, so one bias for all prompts would judge candidates by the seed's). Says what was set; the channel
+        router has nothing to calibrate."""
         if self.source.routing != "native" or not conversations:
             return {}
-        scores = self.native_logprobs(system_prompt, tools, conversations)
-        self.gate_bias = round(calibrate_gate(scores, tool_names(tools), expected), 4)
-        return {"gate_bias": self.gate_bias, "calibration_cases": len(conversations)}
+        self._calibration = ([list(c) for c in conversations], list(expected))
+        self._calibration_key = hashlib.sha256(
+            json.dumps(self._calibration, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+        self._biases.clear()
+        return {"gate_bias": self._bias_for(system_prompt, tools), "calibration_cases": len(conversations)}
+
+    def _bias_for(self, system_prompt: str, tools: Sequence[dict[str, Any]]) -> float:
+        """The gate for `system_prompt`: fitted on the calibration cases under it (once), else `gate_bias`."""
+        if self._calibration is None:
+            return self.gate_bias
+        key = json.dumps([system_prompt, list(tools)], sort_keys=True, ensure_ascii=False)
+        if key not in self._biases:
+            conversations, expected = self._calibration
+            scores = self.native_logprobs(system_prompt, tools, conversations)
+            self._biases[key] = round(calibrate_gate(scores, tool_names(tools), expected), 4)
+        return self._biases[key]
 
     def _score(self, system_prompt: str, make_rows: Callable[..., list[Row]],
                conversations: Sequence[list[dict[str, str]]], choices: Sequence[str],
@@ -231,7 +256,9 @@ class EmbeddedModel:
                    "method": ROUTING_METHOD[self.source.routing], "system": system_prompt,
                    # the key keeps its first name so responses cached before the rename still answer
                    "tools": list(tools), "messages": conversation, "fill_arguments": check_arguments}
-        return {**request, "gate_bias": self.gate_bias} if self.source.routing == "native" else request
+        if self.source.routing != "native":
+            return request
+        return {**request, "gate": self._calibration_key or self.gate_bias}
 
     def _route_fresh(
         self,
@@ -244,7 +271,8 @@ class EmbeddedModel:
             return []
         started = time.perf_counter()
         if self.source.routing == "native":
-            names = decide(self.native_logprobs(system_prompt, tools, conversations), tool_names(tools), self.gate_bias)
+            bias = self._bias_for(system_prompt, tools)
+            names = decide(self.native_logprobs(system_prompt, tools, conversations), tool_names(tools), bias)
             full_prompt, rendered_tools = system_prompt, routing_tools(tools)
         else:
             choices = [*tool_names(tools), NO_TOOL]

@@ -63,7 +63,7 @@ SOURCES = {
         routing="channel",
     ),
 }
-DEFAULT_WEIGHTS = "smollm2-135m"
+DEFAULT_WEIGHTS = "qwen2.5-coder-0.5b"
 WEIGHTS_VARIABLE = "PROMPTOPT_EMBEDDED_MODEL"
 Say = Callable[[str], None]
 
