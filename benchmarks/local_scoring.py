@@ -1,9 +1,9 @@
-"""Throughput of the embedded router's scoring (the channel scores `route` uses): naive (one forward per
-case x tool) against promptopt's packed scoring (system-prompt KV cache reused, all choices of a batch of
-cases packed into one forward), for a short
-(~150-token) and a long (~1,500-token) system prompt on the same cases. Ends with one JSON line of figures.
+"""Throughput of the embedded router's scoring (the scores `route` uses: native call scores for the default
+Qwen2.5-Coder-0.5B, channel scores for SmolLM2): naive (one forward per case x choice) against promptopt's packed
+scoring (system-prompt KV cache reused, all choices of a batch of cases packed into one forward), for a short and a
+long (~1,500 more tokens of demos) system prompt on the same cases. Ends with one JSON line of figures.
 
-    python benchmarks/local_scoring.py [--cases N]
+    python benchmarks/local_scoring.py [--cases N] [--weights qwen2.5-coder-0.5b|smollm2-135m]
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import time
 import numpy as np
 
 from promptopt.case import NO_TOOL
-from promptopt.optimizer.strategies.demos import render_demos
+from promptopt.optimizer.prompt_text import render_demos
 from promptopt.models.embedded import EmbeddedModel
+from promptopt.models.native_routing import routing_tools
 from promptopt.models.tool_text import render_tool_section, tool_names
 from promptopt.runs.case_import import read_cases
 from promptopt.tasks import bundled_task
@@ -23,29 +24,42 @@ from promptopt.tasks import bundled_task
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=24, help="cases per prompt (naive scoring is slow)")
+    parser.add_argument("--cases", type=int, default=12, help="cases per prompt (naive scoring is slow)")
+    parser.add_argument("--weights", default=None, help="embedded weights (default: the default model's)")
     args = parser.parse_args()
     task = bundled_task("tool-routing")
     cases = [c for path in task.case_files for c in read_cases(path, task.tools)]
     rng = np.random.default_rng(0)
     conversations = [cases[i].messages() for i in rng.choice(len(cases), args.cases, replace=False)]
     choices = [*tool_names(task.tools), NO_TOOL]
-    model = EmbeddedModel()
+    model = EmbeddedModel(weights=args.weights)
+    native = model.source.routing == "native"
     tools_section = render_tool_section(task.tools)
     short = f"You are FreshMart's shopping assistant.\n\n{tools_section}"
     long_prompt = render_demos(f"{task.seed_prompt}\n\n{tools_section}", cases[::3])
     tokens = lambda text: len(model._encode(text))  # noqa: E731
     long_prompt = _trim_to_tokens(long_prompt, 1500, tokens)
-    figures: dict[str, object] = {"cases": args.cases}
+    figures: dict[str, object] = {"cases": args.cases, "weights": model.source.key, "routing": model.source.routing}
+    if native:
+        short, long_prompt = "You are FreshMart's shopping assistant.", render_demos(task.seed_prompt, cases[::3])
+        tokens = lambda text: len(model._encode(model._system_text(text, routing_tools(task.tools))))  # noqa: E731
+        long_prompt = _trim_to_tokens(long_prompt, tokens(short) + 1500, tokens)
+
+        def score(prompt: str, naive: bool) -> np.ndarray:
+            return model.native_logprobs(prompt, task.tools, conversations, naive=naive)
+    else:
+        def score(prompt: str, naive: bool) -> np.ndarray:
+            method = model.channel_logprobs_naive if naive else model.channel_logprobs
+            return method(prompt, conversations, choices)
     same = True
     for label, prompt in (("short", short), ("long", long_prompt)):
-        model.channel_logprobs(prompt, conversations[:1], choices)  # warm the weights
+        model._load()  # warm the weights
         model._prefix = None
         started = time.perf_counter()
-        packed = model.channel_logprobs(prompt, conversations, choices)
+        packed = score(prompt, False)
         packed_s = time.perf_counter() - started
         started = time.perf_counter()
-        naive = model.channel_logprobs_naive(prompt, conversations, choices)
+        naive = score(prompt, True)
         naive_s = time.perf_counter() - started
         same = same and bool((packed.argmax(1) == naive.argmax(1)).all())
         figures.update({

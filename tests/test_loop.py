@@ -60,7 +60,7 @@ def make_cases(store) -> list[Case]:
 def run(store, router, **config):
     cases = make_cases(store) if not hasattr(router, "answers") else store.cases()
     return run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, router,
-                            DemosStrategy(n_demos=8, candidates=3, train_sample=24),
+                            DemosStrategy(n_demos=8, candidates=3),
                             ToolCallEvaluator(check_arguments=False), RunConfig(steps=2, **config))
 
 

@@ -17,7 +17,7 @@ from tests.fakes import FakeRouter, FakeWriter
 
 GOLDEN = ROOT / "tests" / "golden" / "reproduction.json"
 RUNS = {
-    "demos": dict(steps=2, n_demos=8, candidates=3, train_sample=24),
+    "demos": dict(steps=2, n_demos=8, candidates=3),
     "opro": dict(steps=2, candidates=4, train_sample=16),
     "apo": dict(steps=1, beam_width=2, minibatch=16, gradients=2, paraphrases=1, max_successors=3,
                 eval_budget=8, pull_size=8),

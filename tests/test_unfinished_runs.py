@@ -18,8 +18,8 @@ from promptopt.runs.store import Store
 from tests.test_reproduction import RUNS, ScriptedModel
 
 OPTIONS = dict(seed=3, cache=False, max_broken=1000)
-DEMOS_CALLS = 881
-"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends past half."""
+DEMOS_CALLS = 683
+"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 426."""
 
 
 class Interrupting(ScriptedModel):
@@ -69,20 +69,20 @@ def test_a_stale_heartbeat_shows_a_running_run_as_interrupted(store, monkeypatch
 
 def test_an_interrupted_run_is_shown_and_exported_as_unfinished(tmp_path, task):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    run_id = interrupted_run(db, task, "demos", int(0.6 * DEMOS_CALLS))
+    run_id = interrupted_run(db, task, "demos", int(0.75 * DEMOS_CALLS))
     runner = CliRunner()
     listed = runner.invoke(main, ["runs", "list", "--db", db])
     assert run_id in listed.output and "interrupted" in listed.output
     shown = runner.invoke(main, ["runs", "show", run_id, "--db", db])
     assert shown.exit_code == 0, shown.output
-    assert "1 of 2 step(s) done; incumbent candidate 4, validation 60.8%" in shown.output
+    assert "1 of 2 step(s) done; incumbent candidate 1, validation 34.4%" in shown.output
     assert f"resume with: promptopt run --resume {run_id}" in shown.output
     assert "McNemar" not in shown.output and "stays the winner" not in shown.output
     refused = runner.invoke(main, ["export", run_id, "--db", db])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1
     assert "interrupted, not finished" in refused.output and f"--resume {run_id}" in refused.output
     exported = runner.invoke(main, ["export", run_id, "--incumbent", "--db", db])
-    assert exported.exit_code == 0 and exported.output == Store(db).candidate(4).prompt
+    assert exported.exit_code == 0 and exported.output == Store(db).candidate(1).prompt
 
 
 def test_an_older_store_gains_the_heartbeat_and_case_order_columns(store_url, task):

@@ -2,9 +2,11 @@
 
 Each candidate set covers every tool (and "no tool") once, then spends the rest of its slots on the most
 confused pairs of the incumbent (a case of the expected tool it got wrong, and a case of the tool it wrongly
-chose). Candidate sets and the incumbent are scored on one shared sample of training cases that are not demos
-themselves; only sets better than the incumbent there are returned, best first, for the loop's acceptance
-test. Later steps mutate the incumbent's set towards its new errors.
+chose). Demos come from training cases outside the run's seed training sample where there are any, and candidate
+sets are scored on that sample (less any case that is a demo this step), where the incumbent's results are already
+known: the incumbent is not scored again, and a model that calibrates itself per prompt on that sample scores it
+once per prompt; only sets better than the incumbent there are returned, best first, for the loop's
+acceptance test. Later steps mutate the incumbent's set towards its new errors.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
 from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.scorer import accuracy
-from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
 MAX_DEMO_CHARS = 80
@@ -28,15 +29,13 @@ class DemosStrategy(StrategyBase):
     options = (
         Option("n_demos", int, 22, "examples per candidate prompt", minimum=1),
         Option("candidates", int, 3, "demo sets per step", minimum=1),
-        Option("train_sample", int, 48, "training cases each set is scored on before validation", minimum=1),
     )
     n_demos: int
     candidates: int
-    train_sample: int
 
     def expected_calls(self, size: SearchSize) -> int:
-        """Per step: the incumbent and each candidate set on the training sample."""
-        return size.steps * (1 + self.candidates) * min(self.train_sample, size.train)
+        """Per step: each candidate set on the seed's training sample."""
+        return size.steps * self.candidates * size.incumbent_sample
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         incumbent = context.incumbent
@@ -67,10 +66,9 @@ class DemosStrategy(StrategyBase):
                 registered.append(candidate)
         if not registered:
             return []
-        excluded = {i for c in registered for i in c.details["demo_case_ids"]}
-        sample = self._sample(context, excluded)
-        incumbent_results = context.scorer.score(incumbent.id, incumbent.prompt, sample, label=f"step {step} incumbent")
-        baseline = accuracy(incumbent_results)
+        shown = {i for c in registered for i in c.details["demo_case_ids"]}
+        sample = [c for c in context.train if c.id in context.incumbent_train and c.id not in shown]
+        baseline = accuracy({c.id: context.incumbent_train[c.id] for c in sample})
         proposals = []
         for candidate in registered:
             results = context.scorer.score(candidate.id, candidate.prompt, sample, label=f"step {step} train")
@@ -88,41 +86,31 @@ class DemosStrategy(StrategyBase):
         for case in context.train:
             if not case.context and len(case.query) <= MAX_DEMO_CHARS:
                 by_tool[case.expected.name].append(case)
-        failing = {i for i, r in context.incumbent_train.items() if not r.passed}
         chosen: list[int] = []
 
-        def take(tool: str, prefer: set[int] | None = None) -> None:
+        def take(tool: str) -> None:
             pool = [c.id for c in by_tool.get(tool, []) if c.id not in chosen]
-            preferred = [i for i in pool if prefer and i in prefer]
-            options = preferred or pool
-            if options:
-                chosen.append(int(rng.choice(options)))
+            unscored = [i for i in pool if i not in context.incumbent_train]
+            if unscored or pool:
+                chosen.append(int(rng.choice(unscored or pool)))
 
         if current:
             keep = max(0, len(current) - max(1, len(current) // 4))
             chosen.extend(int(i) for i in rng.choice(current, size=keep, replace=False))
         else:
             for tool in [*context.tool_names, "none"]:
-                take(tool, failing)
+                take(tool)
         pairs = [pair for pair, _ in confusions.most_common()]
         index = 0
         while len(chosen) < self.n_demos and pairs and index < 4 * self.n_demos:
             expected, predicted = pairs[index % len(pairs)]
-            mistaken = {i for i in failing if context.incumbent_train[i].output.name == predicted}
-            if index % 2 == 0:
-                take(expected, mistaken)
-            else:
-                take(predicted)
+            take(expected if index % 2 == 0 else predicted)
             index += 1
         tools = sorted(by_tool)
         while len(chosen) < self.n_demos and any(c.id not in chosen for t in tools for c in by_tool[t]):
-            take(tools[int(rng.integers(len(tools)))], failing)
+            take(tools[int(rng.integers(len(tools)))])
         order = rng.permutation(len(chosen))
         return [chosen[i] for i in order]
-
-    def _sample(self, context: SearchContext, excluded: set[int]) -> list[Case]:
-        """A stratified sample of training cases that are not demos in any candidate of this step."""
-        return stratified_sample([c for c in context.train if c.id not in excluded], self.train_sample, context.rng)
 
     @staticmethod
     def _rationale(confusions: Counter) -> str:
