@@ -43,7 +43,8 @@ def decide(incumbent: dict[int, CaseResult], candidate: dict[int, CaseResult], g
     if after - before < min_gain - 1e-9:
         return verdict(False, f"gain below the minimum of {min_gain * 100:.1f} points on validation ({gain})")
     if len(guarded_broken) > max_broken:
-        return verdict(False, f"breaks {len(guarded_broken)} previously-good validation cases (allowed {max_broken})")
+        return verdict(False, f"breaks {len(guarded_broken)} previously-good validation cases (allowed {max_broken}; "
+                              f"{gain})")
     if alpha is not None and p_value >= alpha:
         return verdict(False, f"gain not significant (p={p_value:.3f}, need < {alpha})")
     why = f"p={p_value:.3g} < {alpha}" if alpha is not None else f"gain >= {min_gain * 100:.1f} points"
