@@ -66,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,smollm2-135m")
     parser.add_argument("--calibration", type=int, default=48, help="training cases the gate is calibrated on")
+    parser.add_argument("--always-call", action="store_true", help="also measure the native router without its gate")
     args = parser.parse_args()
     task = bundled_task("tool-routing")
     parsed = [c for path in task.case_files for c in read_cases(path, task.tools)]
@@ -77,9 +78,10 @@ def main() -> None:
     rows = []
     for weights in args.models.split(","):
         model = EmbeddedModel(weights=weights)
-        routers = ({"native, calibrated gate": native_router(model, task.tools, sample, True),
-                    "native, always call": native_router(model, task.tools, sample, False)}
+        routers = ({"native, calibrated gate": native_router(model, task.tools, sample, True)}
                    if model.source.routing == "native" else {"channel": channel_router(model, task.tools)})
+        if model.source.routing == "native" and args.always_call:
+            routers["native, always call"] = native_router(model, task.tools, sample, False)
         for method, route in routers.items():
             seed_choices = route(task.seed_prompt, sample)
             prompts = {"seed": task.seed_prompt,
