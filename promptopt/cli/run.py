@@ -2,22 +2,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.cli.signals import exit_on_interrupt
 from promptopt.cli.strategy_flags import StrategyCommand
 from promptopt.optimizer.estimate import Estimate
 from promptopt.optimizer.options import parse_assignments
 from promptopt.optimizer.strategies import default_steps, strategy_names
+from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.runs.report import format_report
 from promptopt.tasks import TASKS
 
-RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json", "quiet"}
+if TYPE_CHECKING:
+    from promptopt.api import RunResult
+
+RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json",
+                "verbosity"}
 """What `--resume` may be given with: where the store is, keys, calls in flight and output; nothing that would
 change the search."""
 
@@ -93,18 +98,18 @@ change the search."""
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Continue an interrupted or failed run with its stored settings, split and budget, the response "
                    "cache answering the calls it already made; only --db, --api-key, --optimizer-api-key, --config, "
-                   "--concurrency, --json and --quiet may be given with it.")
+                   "--concurrency, --json, --quiet and --verbose may be given with it.")
 @db_option
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
                    "without calling any model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
-@click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
+@progress_options
 def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps, seed, model, base_url, api_key,
         optimizer_model, optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls,
         budget_tokens, budget_usd, budget_seconds, max_broken, alpha, check_arguments, evaluator_specs,
         all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, resume_id, db, estimate, as_json,
-        quiet, **strategy_values) -> None:
+        progress, **strategy_values) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -116,7 +121,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
     from promptopt.api import optimize
 
     if resume_id:
-        _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, as_json, quiet)
+        result = _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, progress)
+        _print_result(result, as_json)
         return
     with user_errors():
         options = {**parse_assignments(assignments),
@@ -134,12 +140,12 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
             _print_estimate(estimate_run(request), model or "the task model", as_json)
             return
         with exit_on_interrupt():
-            result = optimize(request, progress=progress(quiet))
+            result = optimize(request, progress=progress)
     _print_result(result, as_json)
 
 
 def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key: str | None, concurrency: int,
-            config_file: str | None, as_json: bool, quiet: bool) -> None:
+            config_file: str | None, progress: Progress) -> RunResult:
     """`--resume RUN_ID`: refuse the flags that would change the search, then continue the run."""
     from promptopt.api import resume
 
@@ -152,9 +158,8 @@ def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key:
                                f"it: {flags}")
     explicit = context.get_parameter_source("concurrency") is not ParameterSource.DEFAULT
     with user_errors(), exit_on_interrupt():
-        result = resume(run_id, db, progress(quiet), api_key=api_key, optimizer_api_key=optimizer_api_key,
-                        concurrency=concurrency if explicit else None, config_file=config_file)
-    _print_result(result, as_json)
+        return resume(run_id, db, progress, api_key=api_key, optimizer_api_key=optimizer_api_key,
+                      concurrency=concurrency if explicit else None, config_file=config_file)
 
 
 def _print_result(result: Any, as_json: bool) -> None:
