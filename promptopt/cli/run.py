@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from promptopt.api import RunResult
 
 RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json",
-                "verbosity"}
+                "verbosity", "report_file"}
 """What `--resume` may be given with: where the store is, keys, calls in flight and output; nothing that would
 change the search."""
 
@@ -98,18 +98,20 @@ change the search."""
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Continue an interrupted or failed run with its stored settings, split and budget, the response "
                    "cache answering the calls it already made; only --db, --api-key, --optimizer-api-key, --config, "
-                   "--concurrency, --json, --quiet and --verbose may be given with it.")
+                   "--concurrency, --json, --report, --quiet and --verbose may be given with it.")
 @db_option
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
                    "without calling any model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="At the end, also write the run's HTML report to this file (see `promptopt report`).")
 @progress_options
 def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps, seed, model, base_url, api_key,
         optimizer_model, optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls,
         budget_tokens, budget_usd, budget_seconds, max_broken, alpha, check_arguments, evaluator_specs,
         all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, resume_id, db, estimate, as_json,
-        progress, **strategy_values) -> None:
+        report_file, progress, **strategy_values) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -122,7 +124,7 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
 
     if resume_id:
         result = _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, progress)
-        _print_result(result, as_json)
+        _finish(result, as_json, db, report_file, progress)
         return
     with user_errors():
         options = {**parse_assignments(assignments),
@@ -141,7 +143,7 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
             return
         with exit_on_interrupt():
             result = optimize(request, progress=progress)
-    _print_result(result, as_json)
+    _finish(result, as_json, db, report_file, progress)
 
 
 def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key: str | None, concurrency: int,
@@ -160,6 +162,16 @@ def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key:
     with user_errors(), exit_on_interrupt():
         return resume(run_id, db, progress, api_key=api_key, optimizer_api_key=optimizer_api_key,
                       concurrency=concurrency if explicit else None, config_file=config_file)
+
+
+def _finish(result: RunResult, as_json: bool, db: str | None, report_file: str | None, progress: Progress) -> None:
+    """Write the HTML report if asked (`--report`), then print the result."""
+    if report_file:
+        from promptopt.cli.report import write_report
+        from promptopt.runs.store import Store
+
+        write_report(Store(db), result.run_id, report_file, progress)
+    _print_result(result, as_json)
 
 
 def _print_result(result: Any, as_json: bool) -> None:
