@@ -18,6 +18,7 @@ from promptopt.optimizer.options import OptionError
 from promptopt.optimizer.splits import TooFewCases
 from promptopt.progress import LineProgress, Progress, Verbosity, showing, terminal_progress
 from promptopt.runs.case_import import CaseFileError
+from promptopt.runs.compare import NothingToCompare
 from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.resume import ResumeError
@@ -99,7 +100,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
         raise click.ClickException(str(error)) from None
-    except (RunFailed, TooFewCases, RunNotFinished, ResumeError) as error:
+    except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare) as error:
         raise click.ClickException(str(error)) from None
 
 
