@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 import time
 from typing import Callable, ContextManager, Iterator, Protocol, TextIO
@@ -130,8 +131,10 @@ class BarProgress(LineProgress):
         if total <= 0:
             yield _Uncounted()
             return
-        bar = tqdm(total=total, desc=label, unit=f" {unit}", file=self.stream or sys.stderr, leave=False,
-                   dynamic_ncols=True, mininterval=0.2)
+        stream = self.stream or sys.stderr
+        sized = _columns(stream) > 0  # a terminal that reports no width (0 columns) would get no bar at all
+        bar = tqdm(total=total, desc=label, unit=f" {unit}", file=stream, leave=False, mininterval=0.2,
+                   dynamic_ncols=sized, ncols=None if sized else 100)
         try:
             yield _Bar(bar)
         finally:
@@ -147,6 +150,14 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         """Move the bar `n` units."""
         self.bar.update(n)
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal `stream` writes to; 0 when it reports none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def terminal_progress(verbosity: Verbosity = Verbosity.NORMAL, stream: TextIO | None = None) -> Progress:
