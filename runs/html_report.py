@@ -168,8 +168,8 @@ def _cases(outcomes: list[HeldOutCase]) -> str:
                           f'data-language="{esc(o.language)}" '
                           f'data-tags="{esc(json.dumps(list(o.case.tags), ensure_ascii=False))}"')
     cases = table(["case", "query", "context", "expected", "seed chose", "winner chose", "outcome", "language",
-                   "tags"], rows, classes={0: "num", 1: "query", 2: "context", 6: "nowrap", 7: "nowrap"}, attributes='id="case-table"',
-                  row_attributes=attributes)
+                   "tags"], rows, classes={0: "num", 1: "query", 2: "context", 6: "nowrap", 7: "nowrap"},
+                  attributes='id="case-table"', row_attributes=attributes)
     return filters + f'<div class="scroll">{cases}</div>'
 
 

@@ -33,7 +33,7 @@ def font_family() -> list[str]:
 
 def svg_text(figure: Figure) -> str:
     """The figure as an `<svg>` element to inline in HTML: text drawn as paths (no font needed to view it), no
-    XML prolog, DOCTYPE or metadata, and scaled to the width of its container."""
+    XML prolog, DOCTYPE or metadata; at its own size, shrunk to fit a narrower container."""
     FigureCanvasAgg(figure)
     buffer = io.StringIO()
     fonts = logging.getLogger("matplotlib.font_manager")
@@ -48,11 +48,13 @@ def svg_text(figure: Figure) -> str:
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
-    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', svg, count=1)
+    return re.sub(r'<svg([^>]*?) width="([^"]*)" height="([^"]*)"',
+                  r'<svg\1 width="\2" height="\3" style="max-width: 100%; height: auto"', svg, count=1)
 
 
 def _figure(width: float, height: float, salt: str) -> tuple[Figure, dict]:
-    settings = {"svg.fonttype": "path", "svg.hashsalt": salt, "font.family": font_family(), "font.size": 9,
+    """A figure and the settings to draw and save it under (`rc_context`): the same data gives the same SVG."""
+    settings = {"svg.fonttype": "path", "svg.hashsalt": salt, "font.family": font_family(), "font.size": 10,
                 "axes.spines.top": False, "axes.spines.right": False}
     return Figure(figsize=(width, height), layout="constrained"), settings
 
@@ -60,7 +62,7 @@ def _figure(width: float, height: float, salt: str) -> tuple[Figure, dict]:
 def trajectory_svg(points: Sequence[CandidateScores], incumbent: Sequence[tuple[int, float]]) -> str:
     """Every candidate's training and validation score (%) by step, accepted ones starred, and the incumbent's
     validation score after each step."""
-    figure, settings = _figure(7.6, 3.4, "trajectory")
+    figure, settings = _figure(9.0, 3.5, "trajectory")
     with rc_context(settings):
         axes = figure.add_subplot()
         offsets = _offsets(points)
@@ -88,7 +90,7 @@ def trajectory_svg(points: Sequence[CandidateScores], incumbent: Sequence[tuple[
         axes.set_ylabel("cases passed (%)")
         axes.grid(axis="y", color="#e3e6eb", linewidth=0.8)
         axes.legend(handles=_legend(), loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return svg_text(figure)
+        return svg_text(figure)
 
 
 def _offsets(points: Sequence[CandidateScores]) -> list[float]:
@@ -139,4 +141,4 @@ def confusion_svg(names: Sequence[str], matrices: Sequence[tuple[str, list[list[
             axes.set_title(title, fontsize=10)
             for spine in axes.spines.values():
                 spine.set_visible(False)
-    return svg_text(figure)
+        return svg_text(figure)
