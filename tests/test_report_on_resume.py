@@ -1,0 +1,36 @@
+"""`promptopt run --resume RUN_ID --report FILE`: a run stopped with Ctrl-C (a real process against a hanging
+scripted endpoint) and resumed writes the finished run's HTML report at the end."""
+from __future__ import annotations
+
+import signal
+
+from click.testing import CliRunner
+
+from promptopt.cli import main
+from promptopt.runs.store import Store
+from promptopt.server import ChatServer
+from tests.scripted_runs import Stalling, run_command, scripted_task, start
+
+
+def test_a_resumed_run_writes_its_report_when_it_finishes(tmp_path):
+    case_file, expected = scripted_task(tmp_path, every=6)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    page = tmp_path / "report.html"
+    responder = Stalling(expected)
+    with ChatServer(responder) as server:
+        process = start(run_command(db, case_file, server.base_url, "--report", str(page)))
+        try:
+            assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
+        finally:
+            responder.release.set()
+            process.kill()
+        (run,) = Store(db).runs()
+        assert run.status == "interrupted" and not page.exists()
+        result = CliRunner().invoke(main, ["run", "--resume", run.id, "--db", db, "--report", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {page}" in result.stderr
+    text = page.read_text(encoding="utf-8")
+    assert f"<h1>promptopt run {run.id}</h1>" in text and " · finished · " in text
+    assert '<section id="cases">' in text
