@@ -92,6 +92,20 @@ def _header(run: RunRow, report: dict[str, Any]) -> str:
 
 
 def _result(report: dict[str, Any], wall: float) -> str:
+    """Seed vs. winner on the test split with the key figures; for a run that did not finish, what it has so far."""
+    spent = [(f"{report['candidates']} / {report['accepted']}",
+              f"candidates / accepted ({report['invalid_candidates']} invalid)"),
+             (str(report["model_calls"]), f"model calls ({report['new_model_calls']} new, {report['cache_hits']} "
+                                          f"cached, {report['failed_calls']} failed)"),
+             (f"{report['tokens_in']:,} / {report['tokens_out']:,}", "tokens in / out"),
+             (dollars(report["cost_usd"]), "spent at list price"), (duration(wall), "wall time")]
+    if report["status"] != "finished":
+        planned = f" / {report['steps_planned']}" if report.get("steps_planned") else ""
+        incumbent = report["incumbent"]
+        return ('<p class="note">Not finished, so there is no seed-vs-winner verdict on the test split yet.</p>'
+                + facts([(f"{report['steps_done']}{planned}", "search steps done / planned"),
+                         (str(incumbent["candidate_id"]), "incumbent candidate"),
+                         (percent(incumbent["val_accuracy"]), "the incumbent's validation score"), *spent]))
     rows = [[esc(title), percent(report[key]["test_accuracy"]), interval(report[key]["ci95"]),
              percent(report[key]["val_accuracy"])] for key, title in (("seed", "seed prompt"), ("winner", "winner"))]
     result = table(["", "test accuracy", "95% CI (Wilson)", "validation"], rows, classes=NUMBERS,
@@ -100,13 +114,7 @@ def _result(report: dict[str, Any], wall: float) -> str:
         (p_value(report["p_value"]), f"paired exact McNemar p on {report['test_cases']} test cases"),
         (str(report["fixed"]), "fixed (the seed got them wrong, the winner right)"),
         (str(report["broken"]), "broken (the seed got them right, the winner wrong)"),
-        (f"{report['candidates']} / {report['accepted']}",
-         f"candidates / accepted ({report['invalid_candidates']} invalid)"),
-        (str(report["model_calls"]), f"model calls ({report['new_model_calls']} new, {report['cache_hits']} cached, "
-                                     f"{report['failed_calls']} failed)"),
-        (f"{report['tokens_in']:,} / {report['tokens_out']:,}", "tokens in / out"),
-        (dollars(report["cost_usd"]), "spent at list price"),
-        (duration(wall), "wall time"),
+        *spent,
     ])
     notes = []
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
