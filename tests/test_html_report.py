@@ -29,8 +29,9 @@ TOOLS = [{"type": "function", "function": {"name": name, "description": descript
          for name, description in (("get_order_status", "Where the user's order is and when it arrives"),
                                    ("find_stores", "Shops near the user, with opening hours"),
                                    ("get_promotions", "Today's discounts and coupons"))]
-PROMPT = ("You are the assistant of a grocery app. Reply kindly.\n\n<!-- protected -->\nNever ask for card "
-          "numbers or passwords.\n<!-- /protected -->\n\nTools: get_order_status, find_stores, get_promotions.\n")
+PROMPT = ("You are the assistant of a grocery app. Reply <b>kindly</b> & briefly.\n\n<!-- protected -->\nNever "
+          "ask for card numbers or passwords.\n<!-- /protected -->\n\nTools: get_order_status, find_stores, "
+          "get_promotions.\n")
 CASES = [
     ("where is my order", "get_order_status", "en"), ("我的订单到哪了", "get_order_status", "zh"),
     ("has my parcel shipped yet", "get_order_status", "en"), ("快递什么时候到", "get_order_status", "zh"),
@@ -155,6 +156,11 @@ def test_prompt_diff_marks_the_protected_region(reported):
         assert "nothing changed" in diff
     for line in store.candidate(run.winner_candidate_id).prompt.splitlines():
         assert html.escape(line) in diff
+
+
+def test_user_text_is_shown_as_text_not_markup(reported):
+    assert "Reply &lt;b&gt;kindly&lt;/b&gt; &amp; briefly." in reported["html"]
+    assert "<b>kindly</b>" not in reported["html"]
 
 
 def test_nothing_is_fetched_from_elsewhere(reported):

@@ -89,7 +89,7 @@ def show_run(run_id, as_json, with_steps, db) -> None:
 @runs.command("compare")
 @click.argument("run_ids", nargs=-1, required=True, metavar="RUN_A RUN_B [RUN...]")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the table as a self-contained HTML page to this file.")
 @db_option
 @progress_options
