@@ -1,5 +1,5 @@
-"""`promptopt run --resume RUN_ID --report FILE`: a run stopped with Ctrl-C (a real process against a hanging
-scripted endpoint) and resumed writes the finished run's HTML report at the end."""
+"""The report of a run stopped with Ctrl-C (a real process against a hanging scripted endpoint) says it is not
+finished and how to resume it; `promptopt run --resume RUN_ID --report FILE` writes the finished run's report."""
 from __future__ import annotations
 
 import signal
@@ -12,7 +12,7 @@ from promptopt.server import ChatServer
 from tests.scripted_runs import Stalling, run_command, scripted_task, start
 
 
-def test_a_resumed_run_writes_its_report_when_it_finishes(tmp_path):
+def test_an_interrupted_runs_report_says_so_and_resuming_writes_the_finished_one(tmp_path):
     case_file, expected = scripted_task(tmp_path, every=6)
     db = f"sqlite:///{tmp_path / 'store.db'}"
     page = tmp_path / "report.html"
@@ -28,6 +28,9 @@ def test_a_resumed_run_writes_its_report_when_it_finishes(tmp_path):
             process.kill()
         (run,) = Store(db).runs()
         assert run.status == "interrupted" and not page.exists()
+        unfinished = CliRunner().invoke(main, ["report", run.id, "-o", "-", "--db", db, "-q"]).stdout
+        assert f"promptopt run --resume {run.id}" in unfinished and "no seed-vs-winner verdict" in unfinished
+        assert 'id="result-table"' not in unfinished
         result = CliRunner().invoke(main, ["run", "--resume", run.id, "--db", db, "--report", str(page), "--json"])
     assert result.exit_code == 0, result.output
     assert f"wrote {page}" in result.stderr
