@@ -13,7 +13,7 @@ STYLE = """
 body { margin: 0; color: var(--ink); background: #fff; font: 14px/1.5 system-ui, -apple-system, "Segoe UI",
        Roboto, "Helvetica Neue", Arial, "PingFang SC", "Hiragino Sans GB", "Noto Sans CJK SC",
        "WenQuanYi Zen Hei", "Microsoft YaHei", sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 60px; }
+main { max-width: 1320px; margin: 0 auto; padding: 24px 28px 60px; }
 header h1 { font-size: 22px; margin: 0 0 4px; }
 header p { margin: 0; color: var(--muted); }
 nav { margin: 14px 0 8px; display: flex; flex-wrap: wrap; gap: 6px; }
@@ -47,8 +47,8 @@ figcaption { color: var(--muted); font-size: 12px; }
 .filters select, .filters input { font: inherit; padding: 3px 6px; border: 1px solid var(--line); border-radius: 4px; }
 .scroll { max-height: 640px; overflow: auto; border: 1px solid var(--line); border-radius: 6px; }
 .scroll th { position: sticky; top: 0; z-index: 1; }
-td.query { min-width: 220px; max-width: 340px; }
-td.context { max-width: 260px; color: var(--muted); font-size: 12px; }
+td.query { min-width: 180px; max-width: 320px; }
+td.context { min-width: 220px; max-width: 320px; color: var(--muted); font-size: 12px; }
 td.nowrap { white-space: nowrap; }
 td.context div { white-space: pre-wrap; overflow-wrap: anywhere; }
 code, .diff { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Noto Sans Mono CJK SC", monospace;
