@@ -9,7 +9,8 @@ phases whose size is known, with counts and time left:
             count.advance(len(chunk))
 
 Code handed a plain callable instead uses the module's `counter(progress, label, total)`: it returns the
-object's own counter when it has one, else one that says `label done/total unit` through the callable.
+object's own counter when it has one, else one that says `label done/total unit` through the callable (at the
+end, and on the way at most every tenth of the phase, so advancing unit by unit is fine).
 
 Code that is not handed a progress object (loading or converting the embedded model's weights) counts through
 `current()`, the progress of the command being run (silent outside the command line):
@@ -76,8 +77,8 @@ class Progress:
 
 
 class LineProgress(Progress):
-    """Plain lines on a stream, `[  12.3s] message`; a counter says `label done/total unit` at each advance, with
-    the time left while it is not done."""
+    """Plain lines on a stream, `[  12.3s] message`; a counter says `label done/total unit`, with the time left
+    while it is not done, at its end and at most every tenth of the way."""
 
     def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
         self.stream = stream
@@ -96,25 +97,31 @@ class LineProgress(Progress):
 
     @contextlib.contextmanager
     def counter(self, label: str, total: int, unit: str = "cases") -> Iterator[Counter]:
-        """A counter that prints one line per advance."""
+        """A counter that prints a line at the end of the phase and on the way (see `_CountLines`)."""
         yield _CountLines(self, label, total, unit)
 
 
 class _CountLines:
-    """`label done/total unit`, and about how long is left, as a line per advance."""
+    """`label done/total unit`, and about how long is left, as a line when the phase ends and on the way at most
+    every tenth of it (or every `QUIET_S` seconds), so a phase counted unit by unit does not flood a CI log."""
+
+    QUIET_S = 30.0
 
     def __init__(self, say: Say, label: str, total: int, unit: str) -> None:
         self.say, self.label, self.total, self.unit = say, label, total, unit
-        self.done = 0
-        self.started = time.monotonic()
+        self.done = self.said = 0
+        self.started = self.said_at = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
-        """Count `n` more and say where the phase is."""
+        """Count `n` more; say where the phase is when that is news."""
         self.done += n
+        now = time.monotonic()
+        if self.done < self.total and self.done - self.said < self.total / 10 and now - self.said_at < self.QUIET_S:
+            return
+        self.said, self.said_at = self.done, now
         left = ""
         if 0 < self.done < self.total:
-            seconds = (time.monotonic() - self.started) * (self.total - self.done) / self.done
-            left = f", about {duration_text(seconds)} left"
+            left = f", about {duration_text((now - self.started) * (self.total - self.done) / self.done)} left"
         self.say(f"{self.label} {self.done}/{self.total} {self.unit}{left}".strip())
 
 
@@ -173,8 +180,8 @@ def terminal_progress(verbosity: Verbosity = Verbosity.NORMAL, stream: TextIO | 
 
 def counter(progress: Say | None, label: str, total: int, unit: str = "cases",
             say_counts: bool = True) -> ContextManager[Counter]:
-    """`progress`'s own counter when it has one; for a plain callable, one that says `label done/total unit` at
-    each advance (nothing when `say_counts` is False: the caller's own messages already say it)."""
+    """`progress`'s own counter when it has one; for a plain callable, one that says `label done/total unit` as it
+    goes (nothing when `say_counts` is False: the caller's own messages already say it)."""
     own = getattr(progress, "counter", None)
     if own is not None:
         return own(label, total, unit)

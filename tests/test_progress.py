@@ -102,6 +102,14 @@ def test_a_plain_callable_still_gets_counting_messages():
     assert len(messages) == 2
 
 
+def test_a_phase_counted_unit_by_unit_says_at_most_about_ten_lines():
+    messages: list[str] = []
+    with counter(messages.append, "converting weights", 270, "tensors") as count:
+        for _ in range(270):
+            count.advance()
+    assert 9 <= len(messages) <= 11 and messages[-1] == "converting weights 270/270 tensors"
+
+
 def test_line_progress_counts_through_its_own_counter(capsys):
     shown = LineProgress()
     with counter(shown, "search", 2, "steps") as steps:
