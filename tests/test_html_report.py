@@ -180,13 +180,18 @@ def test_report_command_writes_the_same_page_and_refuses_unknown_runs(reported, 
     assert not (tmp_path / "x.html").exists()
 
 
-def test_headless_chromium_renders_the_report(reported, tmp_path):
-    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(name)), None)
-    if browser is None:
+def chromium() -> str:
+    """The headless browser's binary; the test skips, saying why, where there is none."""
+    found = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                  if shutil.which(name)), None)
+    if found is None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium)")
+    return found
+
+
+def test_headless_chromium_renders_the_report(reported, tmp_path):
     shot = tmp_path / "report.png"
-    completed = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+    completed = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                                 "--window-size=1280,2400", "--hide-scrollbars", reported["path"].as_uri()],
                                capture_output=True, text=True, timeout=120)
     assert shot.exists(), completed.stderr[-2000:]
@@ -194,3 +199,18 @@ def test_headless_chromium_renders_the_report(reported, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1280, 2400)
     assert len(data) > 60_000  # a blank page of that size is a few kilobytes
+
+
+def test_the_outcome_filter_hides_the_other_rows_in_a_browser(reported, tmp_path):
+    rows = table_rows(reported["html"], "case-table")
+    wanted = rows[0]["attributes"]["data-outcome"]
+    picked = tmp_path / "picked.html"
+    picked.write_text(reported["html"].replace("</body>", (
+        '<script>var pick = document.getElementById("filter-outcome"); pick.value = "%s";'
+        ' pick.dispatchEvent(new Event("change"));</script></body>') % wanted), encoding="utf-8")
+    completed = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                                picked.as_uri()], capture_output=True, text=True, timeout=120)
+    shown = [row for row in table_rows(completed.stdout, "case-table") if "hidden" not in row["attributes"]]
+    assert shown and [row["cells"][0] for row in shown] == [
+        row["cells"][0] for row in rows if row["attributes"]["data-outcome"] == wanted]
+    assert f'id="case-count" class="note">{len(shown)} of {len(rows)} cases<' in completed.stdout
