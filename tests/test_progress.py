@@ -117,10 +117,16 @@ def test_line_progress_counts_through_its_own_counter(capsys):
     assert re.fullmatch(r"\[\s*\d+\.\ds\] search 1/2 steps, about \d+\.\ds left\n", capsys.readouterr().err)
 
 
-def test_cases_import_says_what_it_read_unless_quiet(tmp_path):
+def test_cases_import_says_what_it_read_only_when_verbose(tmp_path):
     case_file, _ = scripted_task(tmp_path, every=40)
     db = f"sqlite:///{tmp_path / 'store.db'}"
+    template = tmp_path / "labels.csv"
     normal = CliRunner().invoke(main, ["cases", "import", str(case_file), "--db", db])
-    quiet = CliRunner().invoke(main, ["cases", "import", str(case_file), "--db", db, "-q"])
-    assert re.search(rf"read {re.escape(str(case_file))}: \d+ cases, 0 unlabelled turns", normal.stderr)
-    assert quiet.stderr == "" and "0 new" in quiet.stdout and "already stored" in quiet.stdout
+    verbose = CliRunner().invoke(main, ["cases", "import", str(case_file), "--db", db, "-v"])
+    quiet = CliRunner().invoke(main, ["cases", "import", str(case_file), "--db", db, "-q", "--write-labels",
+                                      str(template)])
+    assert normal.stderr == "" and re.match(r"\d+ cases in 1 file\(s\): \d+ new, 0 already stored$", normal.stdout)
+    assert re.search(rf"DEBUG promptopt\.cli\.cases: read {re.escape(str(case_file))}: \d+ cases, 0 unlabelled "
+                     "turns", verbose.stderr)
+    assert verbose.stdout == quiet.stdout and "already stored" in quiet.stdout
+    assert quiet.stderr == "" and template.exists()

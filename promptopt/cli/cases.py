@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import click
 
@@ -11,6 +12,8 @@ from promptopt.runs.log_import import FORMATS as LOG_FORMATS
 from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
 from promptopt.runs.store import Store
 from promptopt.tasks import TASKS, bundled_task, load_tools
+
+LOGGER = logging.getLogger(__name__)
 
 
 @click.group()
@@ -47,7 +50,8 @@ def import_cases(files, task, tools_file, fmt, labels_file, template, db, progre
         parsed = []
         for path in files:
             parsed.append(read_source(path, tools, fmt, labels))
-            progress(f"read {path}: {len(parsed[-1].cases)} cases, {len(parsed[-1].unlabelled)} unlabelled turns")
+            LOGGER.debug("read %s: %d cases, %d unlabelled turns", path, len(parsed[-1].cases),
+                         len(parsed[-1].unlabelled))
         stored = import_parsed(store, parsed)
     new = store.count_cases() - before
     click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
