@@ -3,7 +3,7 @@ seed vs. winner on the held-out test split. Every step is written to the store a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -16,13 +16,11 @@ from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validat
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
+from promptopt.progress import Say, counter
 from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
-
-Progress = Callable[[str], None]
-
 
 class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
@@ -80,7 +78,7 @@ class RunConfig:
 
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
                      model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
-                     progress: Progress | None = None, optimizer_model: ModelBackend | None = None,
+                     progress: Say | None = None, optimizer_model: ModelBackend | None = None,
                      splits: dict[int, str] | None = None) -> dict[str, Any]:
     """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
 
@@ -121,7 +119,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
 
 
 def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,
-            by_split: dict[str, list[Case]], config: RunConfig, say: Progress, optimizer_model: ModelBackend
+            by_split: dict[str, list[Case]], config: RunConfig, say: Say, optimizer_model: ModelBackend
             ) -> Candidate:
     """Propose -> validate -> score -> accept, for `config.steps` steps or until the budget runs out."""
     rng = np.random.default_rng(config.seed)
@@ -137,40 +135,44 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
         _require_answers({**incumbent_train, **incumbent_val})
         store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt", calibration or None)
         say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
-        for step in range(1, config.steps + 1):
-            context = SearchContext(
-                run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
-                tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
-                incumbent_train=incumbent_train, max_chars=config.max_chars, optimizer_model=optimizer_model,
-            )
-            proposals = strategy.propose(context, step)
-            for held in (p for p in proposals if p.rejection):
-                store.set_candidate_status(held.candidate.id, held.status, held.rejection)
-            proposals = [p for p in proposals if not p.rejection]
-            if context.notes.get("summary"):
-                say(f"step {step}: {context.notes['summary']}")
-            if not proposals:
-                message = context.notes.get("summary") or \
-                    "no valid candidate beat the incumbent on the strategy's training sample"
-                message = f"{message}; no candidate to validate"
-                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message, context.notes)
-                say(f"step {step}: {message}")
-                continue
-            best = proposals[0]
-            for other in proposals[1:]:
-                store.set_candidate_status(other.candidate.id, "evaluated", "a better candidate was tried this step")
-            candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
-            decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken, config.alpha,
-                              config.min_gain)
-            store.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
-                                       "" if decision.accepted else decision.reason)
-            if decision.accepted:
-                incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
-            verdict = "accepted" if decision.accepted else "rejected"
-            store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
-                           context.notes)
-            say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
-                f"{decision.reason}")
+        with counter(say, "search", config.steps, "steps", say_counts=False) as steps_done:
+            for step in range(1, config.steps + 1):
+                context = SearchContext(
+                    run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
+                    tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
+                    incumbent_train=incumbent_train, max_chars=config.max_chars, optimizer_model=optimizer_model,
+                )
+                proposals = strategy.propose(context, step)
+                for held in (p for p in proposals if p.rejection):
+                    store.set_candidate_status(held.candidate.id, held.status, held.rejection)
+                proposals = [p for p in proposals if not p.rejection]
+                if context.notes.get("summary"):
+                    say(f"step {step}: {context.notes['summary']}")
+                if not proposals:
+                    message = context.notes.get("summary") or \
+                        "no valid candidate beat the incumbent on the strategy's training sample"
+                    message = f"{message}; no candidate to validate"
+                    store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message, context.notes)
+                    say(f"step {step}: {message}")
+                    steps_done.advance()
+                    continue
+                best = proposals[0]
+                for other in proposals[1:]:
+                    store.set_candidate_status(other.candidate.id, "evaluated",
+                                               "a better candidate was tried this step")
+                candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
+                decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken,
+                                  config.alpha, config.min_gain)
+                store.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
+                                           "" if decision.accepted else decision.reason)
+                if decision.accepted:
+                    incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
+                verdict = "accepted" if decision.accepted else "rejected"
+                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
+                               context.notes)
+                say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
+                    f"{decision.reason}")
+                steps_done.advance()
     except BudgetExhausted as error:
         say(f"budget exhausted, stopping the search: {error}")
         store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,

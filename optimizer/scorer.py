@@ -2,14 +2,17 @@
 budget and writes every evaluation and model call to the store as it goes."""
 from __future__ import annotations
 
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.base import Evaluator, component_names, evaluate_all, model_calls_per_case
 from promptopt.models.base import CallRecord, ModelBackend, Routed
 from promptopt.optimizer.budget import Budget
+from promptopt.progress import Counter, Say, counter
 from promptopt.runs.store import EvaluationRecord, Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
@@ -17,6 +20,7 @@ CHUNK = 32
 # A concurrent backend gets chunks of this many calls per slot, so the pause between chunks (evaluating,
 # writing to the store) is rare next to the time the calls take.
 CALLS_PER_SLOT = 8
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,11 @@ class CaseResult:
     """Each component evaluator's value, by name (a single evaluator: its own name)."""
 
 
-Progress = Callable[[str], None]
-
-
 class Scorer:
     """Scores prompts on cases; the same (prompt, case) is never run twice in a run."""
 
     def __init__(self, task: ToolRoutingTask, model: ModelBackend, evaluator: Evaluator, store: Store,
-                 run_id: str, budget: Budget, progress: Progress | None = None) -> None:
+                 run_id: str, budget: Budget, progress: Say | None = None) -> None:
         self.task, self.model, self.evaluator = task, model, evaluator
         self.store, self.run_id, self.budget = store, run_id, budget
         self.progress = progress or (lambda message: None)
@@ -61,7 +62,8 @@ class Scorer:
         # drains, and its answers are evaluated and stored while later calls are still out
         pool = ThreadPoolExecutor(max_workers=2)
         try:
-            self._score_chunks(pool, candidate_id, prompt, chunks, label, charge)
+            with counter(self.progress, label, len(todo)) as count:
+                self._score_chunks(pool, candidate_id, prompt, chunks, label, charge, count)
         except BaseException:
             # interrupted (Ctrl-C, SIGTERM) or failed: never wait for the chunk still out, its calls may hang
             pool.shutdown(wait=False, cancel_futures=True)
@@ -71,11 +73,11 @@ class Scorer:
         return {c.id: self._cache[(prompt, c.id)] for c in cases}
 
     def _score_chunks(self, pool: ThreadPoolExecutor, candidate_id: int, prompt: str, chunks: list[list[Case]],
-                      label: str, charge: bool) -> None:
+                      label: str, charge: bool, count: Counter) -> None:
         """Run the chunks on `pool`, two at a time, evaluating and storing each as it comes back."""
         pending = [pool.submit(self.task.run, self.model, prompt, chunk) for chunk in chunks[:2]]
-        total, done = sum(len(chunk) for chunk in chunks), 0
         for index, chunk in enumerate(chunks):
+            started = time.monotonic()
             routed = pending.pop(0).result()
             if index + 2 < len(chunks):
                 pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
@@ -83,8 +85,13 @@ class Scorer:
             if charge:
                 self.budget.spend(calls)
             self._save(candidate_id, prompt, chunk, calls)
-            done += len(chunk)
-            self.progress(f"{label} {done}/{total} cases".strip())
+            count.advance(len(chunk))
+            LOGGER.debug("%s: batch %d of %d: %d cases, %d passed, %d model calls (%d from cache, %d failed), "
+                         "tokens in %d, out %d; %.2fs waiting for answers", label or "scoring", index + 1,
+                         len(chunks), len(chunk), sum(self._cache[(prompt, c.id)].passed for c in chunk), len(calls),
+                         sum(c.cache_hit for c in calls), sum(bool(c.error) for c in calls),
+                         sum(c.tokens_in for c in calls), sum(c.tokens_out for c in calls),
+                         time.monotonic() - started)
 
     def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> list[CallRecord]:
         """Evaluate a chunk's answers into the cache (in one batch where the evaluator can); a failed call is a

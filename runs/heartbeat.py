@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from promptopt.runs.engine import StoreError, env_seconds
-from promptopt.runs.tables import RunRow, utcnow
+from promptopt.runs.tables import RunRow, as_utc, utcnow
 
 HEARTBEAT_ENV = "PROMPTOPT_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 5.0
@@ -28,8 +28,7 @@ def heartbeat_age(run: RunRow, now: datetime | None = None) -> float | None:
     """Seconds since the run's last heartbeat; None when it has none (a store written before heartbeats)."""
     if run.heartbeat_at is None:
         return None
-    beat = run.heartbeat_at if run.heartbeat_at.tzinfo else run.heartbeat_at.replace(tzinfo=timezone.utc)
-    return ((now or utcnow()) - beat).total_seconds()
+    return ((now or utcnow()) - as_utc(run.heartbeat_at)).total_seconds()
 
 
 def shown_status(run: RunRow, now: datetime | None = None) -> str:
@@ -38,6 +37,15 @@ def shown_status(run: RunRow, now: datetime | None = None) -> str:
         return run.status
     age = heartbeat_age(run, now)
     return "interrupted" if age is None or age > STALE_AFTER * heartbeat_interval() else "running"
+
+
+def wall_seconds(run: RunRow, now: datetime | None = None) -> float:
+    """Seconds from the run's start to its end: when it finished, else now while it is alive, else its last
+    heartbeat (a resumed run's time includes the pause)."""
+    end = run.finished_at
+    if end is None:
+        end = (now or utcnow()) if shown_status(run, now) == "running" else run.heartbeat_at or now or utcnow()
+    return max(0.0, (as_utc(end) - as_utc(run.created_at)).total_seconds())
 
 
 class Heartbeat:

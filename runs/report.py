@@ -115,8 +115,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", f"{'per evaluator (test)':22}{'seed mean':>11}{'passed':>9}{'winner mean':>13}{'passed':>9}"]
         for name, by_prompt in report["evaluators"].items():
             seed, winner = by_prompt["seed"], by_prompt["winner"]
-            lines.append(f"{name[:22]:22}{_number(seed['mean_score']):>11}{pct(seed['pass_rate']):>9}"
-                         f"{_number(winner['mean_score']):>13}{pct(winner['pass_rate']):>9}")
+            lines.append(f"{name[:22]:22}{mean_text(seed['mean_score']):>11}{pct(seed['pass_rate']):>9}"
+                         f"{mean_text(winner['mean_score']):>13}{pct(winner['pass_rate']):>9}")
     if report["failed_calls"]:
         lines.append(f"warning: {report['failed_calls']} model call(s) failed after their last retry; those "
                      "evaluations count as wrong (see `promptopt runs show --json`)")
@@ -147,5 +147,6 @@ def format_progress(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _number(value: float | None) -> str:
+def mean_text(value: float | None) -> str:
+    """A mean score with three decimals, or `n/a`."""
     return "n/a" if value is None else f"{value:.3f}"

@@ -47,6 +47,11 @@ def embedded():
 @pytest.fixture
 def shared_weights(monkeypatch, embedded):
     """Backends built during the test (CLI, API, server) reuse the session's loaded weights."""
+    return share_weights(monkeypatch, embedded)
+
+
+def share_weights(monkeypatch: pytest.MonkeyPatch, embedded):
+    """Make embedded backends built from now on reuse `embedded`'s loaded weights (for fixtures of any scope)."""
     from promptopt.models import embedded as module
 
     original = module.EmbeddedModel

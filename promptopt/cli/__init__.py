@@ -10,6 +10,7 @@ from promptopt.cli.cases import cases
 from promptopt.cli.check import check
 from promptopt.cli.dependency_warnings import route_dependency_warnings
 from promptopt.cli.evaluators import evaluators
+from promptopt.cli.report import report
 from promptopt.cli.run import run
 from promptopt.cli.runs import export, runs
 from promptopt.cli.serve import serve
@@ -35,13 +36,14 @@ def main() -> None:
       promptopt run --task tool-routing                  # bundled grocery-app task
       promptopt run --cases bad.jsonl --prompt system.md --tools tools.json
       promptopt export RUN_ID -o best_prompt.md          # the prompt to deploy
+      promptopt report RUN_ID -o report.html             # plots, per-case table, prompt diff
 
     Everything is recorded in a store (SQLite by default) so runs can be inspected later
     with `promptopt runs show RUN_ID`.
     """
 
 
-for command in (run, check, export, cases, runs, evaluators, serve):
+for command in (run, check, report, export, cases, runs, evaluators, serve):
     main.add_command(command)
 
 

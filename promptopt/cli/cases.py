@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import click
 
 from promptopt.case import NO_TOOL
-from promptopt.cli.shared import db_option, user_errors
+from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.log_import import FORMATS as LOG_FORMATS
 from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
 from promptopt.runs.store import Store
 from promptopt.tasks import TASKS, bundled_task, load_tools
+
+LOGGER = logging.getLogger(__name__)
 
 
 @click.group()
@@ -31,7 +34,8 @@ def cases() -> None:
 @click.option("--write-labels", "template", type=click.Path(dir_okay=False),
               help="Write the log's turns that need a label to this CSV, to fill in; one FILE only.")
 @db_option
-def import_cases(files, task, tools_file, fmt, labels_file, template, db) -> None:
+@progress_options
+def import_cases(files, task, tools_file, fmt, labels_file, template, db, progress) -> None:
     """Validate FILES (.jsonl or .csv case files, or production logs) and import them, all or nothing;
     re-imports are deduplicated. A log's turns without an expected output are listed, not imported."""
     from promptopt.api import import_parsed
@@ -43,18 +47,23 @@ def import_cases(files, task, tools_file, fmt, labels_file, template, db) -> Non
     with user_errors():
         tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
         labels = read_labels(labels_file) if labels_file else None
-        parsed = [read_source(path, tools, fmt, labels) for path in files]
+        parsed = []
+        for path in files:
+            parsed.append(read_source(path, tools, fmt, labels))
+            LOGGER.debug("read %s: %d cases, %d unlabelled turns", path, len(parsed[-1].cases),
+                         len(parsed[-1].unlabelled))
         stored = import_parsed(store, parsed)
     new = store.count_cases() - before
     click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
-    _report_unlabelled(files, [turn for file in parsed for turn in file.unlabelled], template)
+    turns = [turn for file in parsed for turn in file.unlabelled]
+    if template:
+        write_label_template(template, turns)
+        progress(f"wrote {template} ({len(turns)} turns to label)")
+    _report_unlabelled(files, turns, template)
 
 
 def _report_unlabelled(files, turns, template) -> None:
-    """Say how many log turns still need a label and how to add them; write the labels template if asked."""
-    if template:
-        write_label_template(template, turns)
-        click.echo(f"wrote {template} ({len(turns)} turns to label)", err=True)
+    """Say how many log turns still need a label and how to add them."""
     if turns:
         target = files[0] if len(files) == 1 else "FILE"
         count = "1 turn needs" if len(turns) == 1 else f"{len(turns)} turns need"

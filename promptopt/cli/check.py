@@ -11,8 +11,9 @@ import click
 
 from promptopt.case import LABELS
 from promptopt.cli.junit import write_junit
-from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt, choice_text
+from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.tasks import TASKS
 
@@ -66,9 +67,9 @@ class AccuracyFloor(click.ParamType):
               help="Also generate and check tool arguments.")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
-@click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
+@progress_options
 def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, task, tools_file, model, base_url,
-          api_key, concurrency, cache, config_file, evaluator_specs, check_arguments, db, as_json, quiet) -> None:
+          api_key, concurrency, cache, config_file, evaluator_specs, check_arguments, db, as_json, progress) -> None:
     """Score PROMPT_FILE on the stored cases (or --cases files) and fail when it breaks previously-good cases.
 
     Exits 0 when the prompt passes, 1 when more than --max-broken cases labelled good are wrong under it or its
@@ -80,7 +81,7 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
                          max_broken=max_broken, check_arguments=check_arguments,
                          evaluators=list(evaluator_specs) or None)
     with user_errors():
-        result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), quiet)
+        result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), progress)
     if junit_file:
         write_junit(result, junit_file)
     click.echo(json.dumps(_summary(result)) if as_json else _format(result, prompt_file))
@@ -89,7 +90,7 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
 
 
 def _run_check(request: RunRequest, case_files: tuple[str, ...], label: str | None, thresholds: Thresholds,
-               quiet: bool) -> CheckResult:
+               progress: Progress) -> CheckResult:
     """Resolve tools, prompt, model and evaluator as `promptopt run` does, pick the cases, and score the prompt."""
     from promptopt.api import _evaluator, _setup, import_case_files
     from promptopt.models import load_model
@@ -108,8 +109,7 @@ def _run_check(request: RunRequest, case_files: tuple[str, ...], label: str | No
     config = replace(setup.config, evaluator=evaluator.name,
                      check_arguments=request.check_arguments or bool(getattr(evaluator, "check_arguments", False)))
     task = TASKS[request.task](tools=setup.tools, check_arguments=config.check_arguments)
-    return check_prompt(store, task, setup.seed_prompt, cases, backend, evaluator, config, thresholds,
-                        progress(quiet))
+    return check_prompt(store, task, setup.seed_prompt, cases, backend, evaluator, config, thresholds, progress)
 
 
 def _format(result: CheckResult, prompt_file: str) -> str:

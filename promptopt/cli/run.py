@@ -2,22 +2,27 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from promptopt.cli.shared import db_option, progress, user_errors
+from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.cli.signals import exit_on_interrupt
 from promptopt.cli.strategy_flags import StrategyCommand
 from promptopt.optimizer.estimate import Estimate
 from promptopt.optimizer.options import parse_assignments
 from promptopt.optimizer.strategies import default_steps, strategy_names
+from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.runs.report import format_report
 from promptopt.tasks import TASKS
 
-RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json", "quiet"}
+if TYPE_CHECKING:
+    from promptopt.api import RunResult
+
+RESUME_FLAGS = {"resume_id", "db", "api_key", "optimizer_api_key", "config_file", "concurrency", "as_json",
+                "verbosity", "report_file"}
 """What `--resume` may be given with: where the store is, keys, calls in flight and output; nothing that would
 change the search."""
 
@@ -96,18 +101,20 @@ change the search."""
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Continue an interrupted or failed run with its stored settings, split and budget, the response "
                    "cache answering the calls it already made; only --db, --api-key, --optimizer-api-key, --config, "
-                   "--concurrency, --json and --quiet may be given with it.")
+                   "--concurrency, --json, --report, --quiet and --verbose may be given with it.")
 @db_option
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
                    "without calling any model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
-@click.option("--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None,
+              help="At the end, also write the run's HTML report to this file (see `promptopt report`).")
+@progress_options
 def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps, seed, model, base_url, api_key,
         optimizer_model, optimizer_base_url, optimizer_api_key, concurrency, cache, config_file, budget_calls,
         budget_tokens, budget_usd, budget_seconds, max_broken, alpha, min_gain, check_arguments, evaluator_specs,
         all_must_pass, pattern, rubric, judge_model, judge_base_url, judge_api_key, resume_id, db, estimate, as_json,
-        quiet, **strategy_values) -> None:
+        report_file, progress, **strategy_values) -> None:
     """Import cases, search for a better system prompt, and report seed vs. winner on held-out cases.
 
     The cases are split (train / validation / test, stratified by expected tool). Candidates are built
@@ -119,7 +126,8 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
     from promptopt.api import optimize
 
     if resume_id:
-        _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, as_json, quiet)
+        result = _resume(resume_id, db, api_key, optimizer_api_key, concurrency, config_file, progress)
+        _finish(result, as_json, db, report_file, progress)
         return
     with user_errors():
         options = {**parse_assignments(assignments),
@@ -137,12 +145,12 @@ def run(task, case_files, prompt_file, tools_file, strategy, assignments, steps,
             _print_estimate(estimate_run(request), model or "the task model", as_json)
             return
         with exit_on_interrupt():
-            result = optimize(request, progress=progress(quiet))
-    _print_result(result, as_json)
+            result = optimize(request, progress=progress)
+    _finish(result, as_json, db, report_file, progress)
 
 
 def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key: str | None, concurrency: int,
-            config_file: str | None, as_json: bool, quiet: bool) -> None:
+            config_file: str | None, progress: Progress) -> RunResult:
     """`--resume RUN_ID`: refuse the flags that would change the search, then continue the run."""
     from promptopt.api import resume
 
@@ -155,8 +163,17 @@ def _resume(run_id: str, db: str | None, api_key: str | None, optimizer_api_key:
                                f"it: {flags}")
     explicit = context.get_parameter_source("concurrency") is not ParameterSource.DEFAULT
     with user_errors(), exit_on_interrupt():
-        result = resume(run_id, db, progress(quiet), api_key=api_key, optimizer_api_key=optimizer_api_key,
-                        concurrency=concurrency if explicit else None, config_file=config_file)
+        return resume(run_id, db, progress, api_key=api_key, optimizer_api_key=optimizer_api_key,
+                      concurrency=concurrency if explicit else None, config_file=config_file)
+
+
+def _finish(result: RunResult, as_json: bool, db: str | None, report_file: str | None, progress: Progress) -> None:
+    """Write the HTML report if asked (`--report`), then print the result."""
+    if report_file:
+        from promptopt.cli.report import write_report
+        from promptopt.runs.store import Store
+
+        write_report(Store(db), result.run_id, report_file, progress)
     _print_result(result, as_json)
 
 

@@ -1,4 +1,5 @@
-"""`promptopt export` and `promptopt runs list|show`: the recorded runs and the prompt a finished one found."""
+"""`promptopt export` and `promptopt runs list|show|compare`: the recorded runs, the prompt a finished one found,
+and finished runs side by side."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from promptopt.cli.shared import db_option, user_errors
+from promptopt.cli.report import write_html
+from promptopt.cli.shared import db_option, progress_options, user_errors
+from promptopt.runs.compare import COLUMNS, NUMERIC_COLUMNS, Comparison, compare_runs
 from promptopt.runs.export import FORMATS, export_prompt
 from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import format_report, run_report
@@ -81,3 +84,39 @@ def show_run(run_id, as_json, with_steps, db) -> None:
             for key, value in (step.details or {}).items():
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 click.echo(f"--- {key}\n{text}")
+
+
+@runs.command("compare")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_A RUN_B [RUN...]")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as a self-contained HTML page to this file.")
+@db_option
+@progress_options
+def compare(run_ids, as_json, output, db, progress) -> None:
+    """Finished runs' winners side by side on the test cases the runs share: accuracy with 95% CI, the paired
+    exact McNemar p against the first run's winner, calls, cost and wall time."""
+    store = Store(db)
+    with user_errors():
+        comparison = compare_runs(store, run_ids)
+    if output:
+        from promptopt.runs.html_compare import render_comparison
+
+        write_html(render_comparison(comparison), output, progress)
+    if as_json:
+        click.echo(json.dumps(comparison.to_json(), ensure_ascii=False))
+    else:
+        click.echo(format_comparison(comparison))
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """The comparison as an aligned text table, with how many test cases it is on."""
+    rows = [list(COLUMNS), *comparison.rows()]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
+    lines = [f"{len(comparison.runs)} runs on the {len(comparison.common_case_ids)} test cases they share "
+             "(+/-: cases right where the first run's winner is wrong, and the other way round)", ""]
+    for row in rows:
+        cells = [cell.rjust(width) if column in NUMERIC_COLUMNS else cell.ljust(width)
+                 for column, (cell, width) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

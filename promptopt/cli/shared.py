@@ -1,9 +1,10 @@
-"""What the command groups share: the `--db` option, progress lines on stderr, the optimizer-model options, and
-one mapping from promptopt's errors to clean command-line errors."""
+"""What the command groups share: the `--db` option, `--quiet`/`--verbose` and the progress they choose, the
+optimizer-model options, and one mapping from promptopt's errors to clean command-line errors."""
 from __future__ import annotations
 
 import contextlib
-import time
+import functools
+import logging
 from typing import Any, Callable, Iterator
 
 import click
@@ -15,7 +16,9 @@ from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer.loop import RunFailed
 from promptopt.optimizer.options import OptionError
 from promptopt.optimizer.splits import TooFewCases
+from promptopt.progress import LineProgress, Progress, Verbosity, showing, terminal_progress
 from promptopt.runs.case_import import CaseFileError
+from promptopt.runs.compare import NothingToCompare
 from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.resume import ResumeError
@@ -30,15 +33,51 @@ def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--db", default=None, help=DB_HELP)(command)
 
 
-def progress(quiet: bool) -> Callable[[str], None]:
-    """A progress printer: elapsed seconds and the message, on stderr (nothing when `quiet`)."""
-    started = time.monotonic()
+def progress_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--quiet` and `--verbose` (the last one given wins); the command gets the `Progress` they choose as its
+    `progress` argument, which is also `promptopt.progress.current()` while it runs. Verbose also shows promptopt's
+    debug log (per-batch figures, warnings from dependencies) on stderr."""
 
-    def say(message: str) -> None:
-        if not quiet:
-            click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
+    @functools.wraps(command)
+    def with_progress(*args: Any, verbosity: int | None = None, **kwargs: Any) -> Any:
+        shown = terminal_progress(Verbosity.NORMAL if verbosity is None else Verbosity(verbosity))
+        with showing(shown), _debug_log(shown):
+            return command(*args, progress=shown, **kwargs)
 
-    return say
+    with_progress = click.option("--verbose", "-v", "verbosity", flag_value=int(Verbosity.VERBOSE),
+                                 help="Also show promptopt's debug log: per-batch figures, dependency warnings.")(
+        with_progress)
+    return click.option("--quiet", "-q", "verbosity", flag_value=int(Verbosity.QUIET),
+                        help="Print only the result and errors: no progress.")(with_progress)
+
+
+class _ProgressLog(logging.Handler):
+    """Log records as progress lines (above the bars on a terminal)."""
+
+    def __init__(self, progress: LineProgress) -> None:
+        super().__init__(logging.DEBUG)
+        self.progress = progress
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.write(self.format(record))
+
+
+@contextlib.contextmanager
+def _debug_log(progress: Progress) -> Iterator[None]:
+    """While the block runs, show the `promptopt` logger's debug records through a verbose `progress`."""
+    if not (progress.verbose and isinstance(progress, LineProgress)):
+        yield
+        return
+    logger = logging.getLogger("promptopt")
+    handler, level = _ProgressLog(progress), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -61,7 +100,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
         raise click.ClickException(str(error)) from None
-    except (RunFailed, TooFewCases, RunNotFinished, ResumeError) as error:
+    except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare) as error:
         raise click.ClickException(str(error)) from None
 
 

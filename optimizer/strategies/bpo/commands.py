@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from promptopt.cli.shared import db_option, load_optimizer, optimizer_options, progress, user_errors
+from promptopt.cli.shared import db_option, load_optimizer, optimizer_options, progress_options, user_errors
 from promptopt.optimizer.strategies.bpo.rewriter import MODES
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.store import Store
@@ -113,7 +113,8 @@ def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, c
                    "or a full fine-tune.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @db_option
-def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, lora, seed, db) -> None:
+@progress_options
+def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, lora, seed, db, progress) -> None:
     """Fine-tune a small causal LM on BPO pairs (CPU, batch size 1), printing the loss as it goes."""
     from promptopt.optimizer.strategies.bpo.pairs import read_chat_pairs
     from promptopt.optimizer.strategies.bpo.rewriter import train_rewriter
@@ -129,7 +130,7 @@ def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, l
         raise click.ClickException("no kept pairs to train on (see `promptopt bpo pairs list --all`)")
     try:
         result = train_rewriter(data, output_dir, base=base, steps=steps, epochs=epochs, lr=lr,
-                                max_length=max_length, lora=lora, seed=seed, progress=progress(False))
+                                max_length=max_length, lora=lora, seed=seed, progress=progress)
     except (RuntimeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"start loss {result.start_loss:.4f}, end loss {result.end_loss:.4f} after {result.steps} steps "
