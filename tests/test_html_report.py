@@ -70,8 +70,8 @@ def reported(tmp_path_factory, embedded):
             share_weights(monkeypatch, embedded)
             result = CliRunner().invoke(main, [
                 "run", "--cases", str(case_file), "--tools", str(folder / "tools.json"), "--prompt",
-                str(folder / "prompt.md"), "--steps", "2", "--n-demos", "4", "--candidates", "2", "--train-sample",
-                "6", "--db", db, "--json", "--report", str(page)])
+                str(folder / "prompt.md"), "--steps", "2", "--n-demos", "4", "--candidates", "2",
+                "--db", db, "--json", "--report", str(page)])
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
