@@ -65,7 +65,9 @@ class EmbeddedModel:
         if self._model is None:
             from promptopt.models.embedded_weights import load_embedded
 
-            self._model, self._tokenizer = load_embedded(self.source.key, say=self._say)
+            from promptopt.progress import current
+
+            self._model, self._tokenizer = load_embedded(self.source.key, say=self._say or current())
 
     @property
     def tokenizer(self) -> Any:
