@@ -55,7 +55,7 @@ def test_short_run_against_the_served_model(server, tmp_path, task, embedded):
     cases = read_cases(case_file, task.tools)
     db = f"sqlite:///{tmp_path / 'store.db'}"
     result = optimize(cases=[case_file], model="embedded", base_url=server.base_url, db=db, steps=1, n_demos=4,
-                      train_sample=6, candidates=1)
+                      candidates=1)
     report = result.report
     assert report["status"] == "finished" and report["failed_calls"] == 0
     assert report["model_calls"] == server.requests > 0
