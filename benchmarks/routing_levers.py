@@ -55,7 +55,8 @@ def operators(seed: str, train: list[Case], seed_choices: list[str], sample: lis
     confusions on the training sample, and both."""
     demos = stratified_sample([c for c in train if not c.context and len(c.query) <= 80 and c not in sample], 22, rng)
     results = {c.id: CaseResult(case_id=c.id, output=ToolCall(choice), score=float(choice == c.expected.name),
-                                passed=choice == c.expected.name, feedback="") for c, choice in zip(sample, seed_choices)}
+                                passed=choice == c.expected.name, feedback="")
+               for c, choice in zip(sample, seed_choices)}
     pairs = list(confusions(sample, results).items())[:8]
     rules = [write_rule(e, w, cases[:2]) for (e, w), cases in pairs]
     return {"demos": render_demos(seed, demos), "rules": with_rules(seed, rules),

@@ -180,7 +180,7 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
     return incumbent
 
 
-def _calibrate(scorer: Scorer, prompt: str, material: list[Case], say: Progress) -> dict[str, Any]:
+def _calibrate(scorer: Scorer, prompt: str, material: list[Case], say: Say) -> dict[str, Any]:
     """Let a task model that calibrates its routing (the embedded native router's "answer in text" gate) do so on
     the seed's training sample, once, before anything is scored; what it set is stored with step 0."""
     calibrate = getattr(scorer.model, "calibrate", None)

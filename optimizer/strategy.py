@@ -129,6 +129,18 @@ class SearchContext:
                 tally.scored += 1
         return proposals, tally
 
+    def rank_against_incumbent(self, candidates: Sequence[Candidate], cases: Sequence[Case], baseline: float,
+                               step: int) -> list[Proposal]:
+        """Each candidate scored on `cases`; one not better there than the incumbent's `baseline` accuracy is held
+        back with why. Best first."""
+        proposals = [Proposal(c, self.scorer.score(c.id, c.prompt, cases, label=f"step {step} train"))
+                     for c in candidates]
+        for proposal in proposals:
+            if proposal.train_accuracy <= baseline:
+                proposal.rejection = (f"not better than the incumbent on the training sample "
+                                      f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
+        return sorted(proposals, key=lambda p: -p.train_accuracy)
+
     def ask_optimizer(self, requests: Sequence[list[dict[str, str]]], temperature: float,
                       max_tokens: int, first_sample: int = 0, model: ModelBackend | None = None) -> list[Completion]:
         """Completions from the optimizer model (or `model`, such as a fine-tuned rewriter), charged to the run's

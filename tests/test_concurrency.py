@@ -29,8 +29,8 @@ def race(model: OpenAICompatibleModel, threads: int = 2, calls: int = 3) -> list
     def work(index: int) -> None:
         start.wait()
         try:
-            outcomes[index] = model.route('User: q0\nAssistant: {"name": "find_stores"}', TOOLS, [[{"role": "user", "content": f"q{i}"}]
-                                                                     for i in range(calls)])
+            outcomes[index] = model.route('User: q0\nAssistant: {"name": "find_stores"}', TOOLS,
+                                          [[{"role": "user", "content": f"q{i}"}] for i in range(calls)])
         except BaseException as error:  # noqa: BLE001 - the test reports any failure
             outcomes[index] = error
 

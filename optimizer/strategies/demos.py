@@ -69,15 +69,7 @@ class DemosStrategy(StrategyBase):
         shown = {i for c in registered for i in c.details["demo_case_ids"]}
         sample = [c for c in context.train if c.id in context.incumbent_train and c.id not in shown]
         baseline = accuracy({c.id: context.incumbent_train[c.id] for c in sample})
-        proposals = []
-        for candidate in registered:
-            results = context.scorer.score(candidate.id, candidate.prompt, sample, label=f"step {step} train")
-            proposals.append(Proposal(candidate, results))
-        for proposal in proposals:
-            if proposal.train_accuracy <= baseline:
-                proposal.rejection = (f"not better than the incumbent on the training sample "
-                                      f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
-        return sorted(proposals, key=lambda p: -p.train_accuracy)
+        return context.rank_against_incumbent(registered, sample, baseline, step)
 
     def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
         """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""
@@ -91,7 +83,7 @@ class DemosStrategy(StrategyBase):
         def take(tool: str) -> None:
             pool = [c.id for c in by_tool.get(tool, []) if c.id not in chosen]
             unscored = [i for i in pool if i not in context.incumbent_train]
-            if unscored or pool:
+            if pool:
                 chosen.append(int(rng.choice(unscored or pool)))
 
         if current:

@@ -108,11 +108,4 @@ class RulesStrategy(StrategyBase):
                                    context.rng)
         incumbent_results = context.scorer.score(context.incumbent.id, context.incumbent.prompt, sample,
                                                  label=f"step {step} incumbent")
-        baseline = accuracy(incumbent_results)
-        proposals = [Proposal(c, context.scorer.score(c.id, c.prompt, sample, label=f"step {step} train"))
-                     for c in registered]
-        for proposal in proposals:
-            if proposal.train_accuracy <= baseline:
-                proposal.rejection = (f"not better than the incumbent on the training sample "
-                                      f"({proposal.train_accuracy:.1%} vs {baseline:.1%})")
-        return sorted(proposals, key=lambda p: -p.train_accuracy)
+        return context.rank_against_incumbent(registered, sample, accuracy(incumbent_results), step)

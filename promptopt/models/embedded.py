@@ -1,13 +1,12 @@
 """The embedded backend: a small local model on CPU through transformers (`embedded_weights` has the sources).
 
 Qwen2.5-Coder-0.5B (the default) routes natively: tool calls scored through its own chat template with a calibrated
-"answer in text" gate (`native_routing`). SmolLM2-135M routes with the noisy channel (Min et al. 2022): each choice (tool name or `none`) is written as `"{choice}: "`
-at the start of the user's last message and the message's own tokens are scored, so the pick is the choice under
-which the model best predicts what the user said. A 135M model scoring the reply directly (`choice_logprobs`)
-answers `none` almost always whatever the prompt; the channel has no such label prior and reads demos rendered
-as `"{tool}: {query}"` the same way. Scoring is packed (`packed_scoring`: the system prompt's key/value cache
-reused, each conversation's choices packed into one sequence); `reference_scoring` is the slow yardstick.
-Arguments are filled by a short greedy generation.
+"answer in text" gate (`native_routing`). SmolLM2-135M routes with the noisy channel (Min et al. 2022): each choice
+(tool name or `none`) is written as `"{choice}: "` at the start of the user's last message and the message's own
+tokens are scored, so the pick is the choice under which the model best predicts what the user said; a 135M model
+scoring the reply directly (`choice_logprobs`) answers `none` almost always whatever the prompt. Scoring is packed
+(`packed_scoring`: the system prompt's key/value cache reused, each conversation's choices packed into one
+sequence); `reference_scoring` is the slow yardstick. Arguments are filled by a short greedy generation.
 """
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ class EmbeddedModel:
     name = "embedded"
 
     def __init__(self, batch_size: int = 8, model: Any = None, tokenizer: Any = None,
-                 cache: ResponseCache | None = None, weights: str | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 cache: ResponseCache | None = None, weights: str | None = None) -> None:
         self.batch_size = batch_size
         self.cache = cache
         self.source: WeightsSource = weights_source(weights)
@@ -56,7 +54,6 @@ class EmbeddedModel:
         self._biases: dict[str, float] = {}
         self._model = model
         self._tokenizer = tokenizer
-        self._say = say
         self._lock = threading.RLock()  # one caller at a time: torch state and the fast tokenizer are shared
         self._prefix: PrefixCache | None = None
         self._native_memo: dict[str, np.ndarray] = {}  # raw native scores under the current prefix, by conversation
@@ -64,10 +61,9 @@ class EmbeddedModel:
     def _load(self) -> None:
         if self._model is None:
             from promptopt.models.embedded_weights import load_embedded
-
             from promptopt.progress import current
 
-            self._model, self._tokenizer = load_embedded(self.source.key, say=self._say or current())
+            self._model, self._tokenizer = load_embedded(self.source.key, say=current())
 
     @property
     def tokenizer(self) -> Any:
@@ -113,8 +109,8 @@ class EmbeddedModel:
     ) -> np.ndarray:
         """Log-probability of each conversation's last user message given each choice (the noisy channel).
 
-        The choice is written at the start of the last user turn as `"{choice}: "`, mirroring demos rendered
-        as `"{tool}: {query}"`; only the message's own tokens (and its end of turn) are scored.
+        The choice is written at the start of the last user turn as `"{choice}: "`; only the message's own tokens
+        (and its end of turn) are scored.
         """
         return self._score(system_prompt, self._channel_rows, conversations, choices)
 
@@ -322,8 +318,8 @@ class EmbeddedModel:
         for messages in requests:
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, first_sample - 1) + 1
-            request = {"backend": self.name, "weights": self.source.gguf_name, "method": "generate-v1", "messages": messages,
-                       "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
+            request = {"backend": self.name, "weights": self.source.gguf_name, "method": "generate-v1",
+                       "messages": messages, "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
             if answer is not None:
                 record = CallRecord.from_cache(role, self.name, int(answer["tokens_in"]), int(answer["tokens_out"]))
