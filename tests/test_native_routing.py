@@ -11,7 +11,8 @@ import pytest
 from promptopt.case import NO_TOOL
 from promptopt.models.embedded_weights import (DEFAULT_WEIGHTS, EmbeddedModelMissing, WeightsSource, assemble_gguf,
                                                weights_source)
-from promptopt.models.native_routing import REPLY_TOOL, calibrate_gate, decide, routing_tools
+from promptopt.models.native_routing import (REPLY_TOOL, calibrate_gate, decide, distinguishing_prefixes,
+                                             routing_tools)
 
 CONVERSATIONS = [
     [{"role": "user", "content": "where is my order FM202611030417?"}],
@@ -62,14 +63,24 @@ def test_assembled_weights_with_the_wrong_hash_are_refused(tmp_path, monkeypatch
     sys.modules.pop("fake_weights_part1", None)
 
 
-def test_gate_calibration_picks_the_bias_that_routes_training_cases_best():
+def test_gate_calibration_fits_the_bias_that_makes_training_cases_likeliest():
     names = ["find_stores", "get_promotions"]
-    # columns: find_stores, get_promotions, reply pseudo-tool; margins (pseudo - best) are -3, -1, 0.5, -0.5
-    scores = np.array([[-1.0, -2.0, -4.0], [-3.0, -2.0, -3.0], [-2.0, -2.5, -1.5], [-1.0, -4.0, -1.5]])
-    assert decide(scores, names, 0.0) == ["find_stores", "get_promotions", NO_TOOL, "find_stores"]
+    # columns: find_stores, get_promotions, reply pseudo-tool; margins (pseudo - best) are -4, -3.5, -1, -0.5
+    scores = np.array([[-1.0, -6.0, -5.0], [-6.0, -1.0, -4.5], [-2.0, -7.0, -3.0], [-7.0, -2.0, -2.5]])
+    assert decide(scores, names, 0.0) == ["find_stores", "get_promotions", "find_stores", "get_promotions"]
     bias = calibrate_gate(scores, names, ["find_stores", "get_promotions", NO_TOOL, NO_TOOL])
-    assert -1.0 < bias < -0.5
+    assert -3.5 < bias < -1.0
     assert decide(scores, names, bias) == ["find_stores", "get_promotions", NO_TOOL, NO_TOOL]
+    fewer_replies = calibrate_gate(scores, names, ["find_stores", "get_promotions", "find_stores", NO_TOOL])
+    assert bias < fewer_replies  # the fewer cases want a reply, the more the gate leans towards calling a tool
+
+
+def test_call_branches_are_scored_up_to_the_token_that_tells_them_apart():
+    # token ids of `{"name": "` + get_order_status", get_order_items", get_promotions", find_stores"
+    branches = [[5, 6, 70, 71, 72, 9], [5, 6, 70, 71, 80, 9], [5, 6, 70, 90, 9], [5, 6, 60, 61, 9]]
+    assert distinguishing_prefixes(branches) == [
+        [5, 6, 70, 71, 72], [5, 6, 70, 71, 80], [5, 6, 70, 90], [5, 6, 60]]
+    assert distinguishing_prefixes([[5, 1, 9], [5, 1, 2, 9]]) == [[5, 1, 9], [5, 1, 2]]
 
 
 @pytest.mark.model

@@ -1,8 +1,8 @@
 """The demos strategy: few-shot examples from training cases, appended to the system prompt.
 
-Each candidate set covers every tool (and "no tool") once, then spends the rest of its slots on the most
-confused pairs of the incumbent (a case of the expected tool it got wrong, and a case of the tool it wrongly
-chose). Demos come from training cases outside the run's seed training sample where there are any, and candidate
+The first step's first set is drawn like the training cases (each tool in proportion); every other set covers
+every tool (and "no tool") once, then spends the rest of its slots on the most confused pairs of the incumbent (a
+case of the expected tool it got wrong, and a case of the tool it wrongly chose). Demos come from training cases outside the run's seed training sample where there are any, and candidate
 sets are scored on that sample (less any case that is a demo this step), where the incumbent's results are already
 known: the incumbent is not scored again, and a model that calibrates itself per prompt on that sample scores it
 once per prompt; only sets better than the incumbent there are returned, best first, for the loop's
@@ -17,6 +17,7 @@ from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
 from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.scorer import accuracy
+from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
 MAX_DEMO_CHARS = 80
@@ -46,7 +47,7 @@ class DemosStrategy(StrategyBase):
             (train[i].expected.name, r.output.name) for i, r in context.incumbent_train.items()
             if not r.passed and i in train
         )
-        sets: list[list[int]] = []
+        sets: list[list[int]] = [] if current else [self._stratified(context)]
         for _ in range(self.candidates * 3):
             chosen = self._select(context, confusions, current)
             if chosen and sorted(chosen) not in [sorted(s) for s in sets]:
@@ -70,6 +71,14 @@ class DemosStrategy(StrategyBase):
         sample = [c for c in context.train if c.id in context.incumbent_train and c.id not in shown]
         baseline = accuracy({c.id: context.incumbent_train[c.id] for c in sample})
         return context.rank_against_incumbent(registered, sample, baseline, step)
+
+    def _stratified(self, context: SearchContext) -> list[int]:
+        """A first set drawn like the training cases (each tool in proportion, every tool at least once), from
+        outside the seed's training sample where possible: the set that moved the embedded model most reliably."""
+        pool = [c for c in context.train if not c.context and len(c.query) <= MAX_DEMO_CHARS]
+        outside = [c for c in pool if c.id not in context.incumbent_train]
+        chosen = stratified_sample(outside if len(outside) >= self.n_demos else pool, self.n_demos, context.rng)
+        return [chosen[i].id for i in context.rng.permutation(len(chosen))]
 
     def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
         """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""

@@ -22,7 +22,8 @@ import numpy as np
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded_weights import WeightsSource, weights_source
-from promptopt.models.native_routing import calibrate_gate, call_branches, decide, routing_tools
+from promptopt.models.native_routing import (calibrate_gate, call_branches, decide, distinguishing_prefixes,
+                                             routing_tools)
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import ResponseCache
@@ -33,7 +34,7 @@ END_OF_TURN = "<|im_end|>"
 CHANNEL_TAG = "{choice}: "
 CHANNEL_SLOT = "\x00"
 # Part of every cached routing answer's key: change it whenever routing would choose differently.
-ROUTING_METHOD = {"channel": "channel-v1", "native": "native-v1"}
+ROUTING_METHOD = {"channel": "channel-v1", "native": "native-v2"}
 
 
 class EmbeddedModel:
@@ -132,7 +133,8 @@ class EmbeddedModel:
         pseudo-tool (`native_routing`); rows scored before under the same prompt come from memory. `naive`: the
         slow reference, one forward per branch."""
         routed_tools = routing_tools(tools)
-        branches = [(self._encode(text), 0) for text in call_branches(tool_names(tools))]
+        branches = [(ids, 0) for ids in distinguishing_prefixes(
+            [self._encode(text) for text in call_branches(tool_names(tools))])]
         with self._lock:
             self._load()
             if naive:

@@ -7,6 +7,7 @@ token never), rows are sorted by length so batches carry little padding, and one
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -104,6 +105,12 @@ def score_rows(causal_lm: Any, prefix: PrefixCache, rows: Sequence[Row], batch_s
     return scores
 
 
+def _cache_keyword(decoder: Any) -> str:
+    """The name the decoder's forward takes a key/value cache under: `cache` from transformers 5.24 (which warns
+    about the old name), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def _score_trees(causal_lm: Any, prefix: PrefixCache, trees: list[_Tree], width: int) -> np.ndarray:
     """One forward for a batch of token trees over the cached system prompt; sums of the scored log-probs."""
     import torch
@@ -126,8 +133,8 @@ def _score_trees(causal_lm: Any, prefix: PrefixCache, trees: list[_Tree], width:
     cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.layers])
     with torch.inference_mode():
         hidden = causal_lm.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        ).last_hidden_state
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            **{_cache_keyword(causal_lm.model): cache}).last_hidden_state
         rows = torch.tensor([r for r, tree in enumerate(trees) for _ in tree.predictors])
         cols = torch.tensor([c for tree in trees for c in tree.predictors])
         logprobs = torch.log_softmax(causal_lm.lm_head(hidden[rows, cols]).float(), dim=-1)
