@@ -17,7 +17,7 @@ seed prompt) are answered once; model calls are counted whether cached or not, s
 comparable, but later rows' wall times benefit.
 
     python benchmarks/compare.py [--datasets tool-routing,clinc150,sgd] [--append] [--strategies ...]
-        [--budget-calls 1000] [--cases 120] [--seed 0] [--scale small|paper] [--results benchmarks/results]
+        [--budget-calls 1000] [--cases 400] [--seed 0] [--scale small|paper] [--results benchmarks/results]
 """
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="tool-routing,clinc150,sgd", help=f"Any of {', '.join(DATASETS)}.")
     parser.add_argument("--strategies", default=",".join(PROMPTOPT_STRATEGIES + DSPY_STRATEGIES))
     parser.add_argument("--budget-calls", type=int, default=1000, help="Model calls per run, task and optimizer.")
-    parser.add_argument("--cases", type=int, default=120, help="Cases per dataset (a balanced sample).")
+    parser.add_argument("--cases", type=int, default=400,
+                        help="Cases per dataset (a balanced sample; 400 gives 100 held-out test cases).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", choices=["small", "paper"], default="small")
     parser.add_argument("--model", default="embedded")

@@ -34,22 +34,34 @@ def tagged_pieces(text: str, tags: tuple[str, str]) -> list[str]:
     return found or ([text.strip()] if text.strip() else [])
 
 
+DEMO_CONTEXT_MESSAGES = 2
+DEMO_TURN_CHARS = 120
+
+
 def render_demo(case: Case) -> str:
-    """One example as the exchange it shows: the user's request, then the assistant's reply as the tool call it
-    makes (`{"name": ..., "arguments": ...}`, the JSON a tool-calling model writes) or a note that it answers
-    directly. A model copies the format of its examples: `tool: request` lines moved the default embedded model
-    by half as much as these."""
-    request = " ".join(case.query.split())
+    """One example as the exchange it shows: the turns just before the request (the last two, each clipped), the
+    user's request, then the assistant's reply as the tool call it makes (`{"name": ..., "arguments": ...}`, the
+    JSON a tool-calling model writes) or a note that it answers directly. A model copies the format of its
+    examples: `tool: request` lines moved the default embedded model by half as much as these."""
+    lines = [f"{turn['role'].capitalize()}: {_clipped(turn['content'])}"
+             for turn in case.context[-DEMO_CONTEXT_MESSAGES:] if turn.get("role") in ("user", "assistant")]
     if case.expected.name == NO_TOOL:
         reply = NO_TOOL_REPLY
     else:
         reply = json.dumps({"name": case.expected.name, "arguments": dict(case.expected.arguments)}, ensure_ascii=False)
-    return f"User: {request}\nAssistant: {reply}"
+    return "\n".join([*lines, f"User: {' '.join(case.query.split())}", f"Assistant: {reply}"])
+
+
+def _clipped(text: str) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= DEMO_TURN_CHARS else flat[:DEMO_TURN_CHARS - 1].rstrip() + "…"
 
 
 def render_demos(base_prompt: str, demos: Sequence[Case]) -> str:
-    """The base prompt with an examples section appended."""
+    """The base prompt with an examples section appended (a blank line between examples once any shows earlier
+    turns, so each conversation reads as one)."""
     if not demos:
         return base_prompt
-    body = "\n".join(render_demo(c) for c in demos)
+    separator = "\n\n" if any(c.context for c in demos) else "\n"
+    body = separator.join(render_demo(c) for c in demos)
     return f"{base_prompt.rstrip()}\n\n{EXAMPLES_HEADER}\n{body}\n"

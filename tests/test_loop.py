@@ -6,8 +6,8 @@ import pytest
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.optimizer.candidates import Candidate
-from promptopt.optimizer.prompt_text import EXAMPLES_HEADER
-from promptopt.optimizer.strategies.demos import DemosStrategy
+from promptopt.optimizer.prompt_text import EXAMPLES_HEADER, render_demos
+from promptopt.optimizer.strategies.demos import DemosStrategy, demo_pool
 from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import TooFewCases
@@ -178,3 +178,20 @@ def test_sets_no_better_on_training_sample_never_reach_validation(store):
     assert all("not better than the incumbent on the training sample" in c.rejection for c in demo_sets)
     assert all(splits[i] == "train" for c in demo_sets for i in store.evaluations(c.id))
     assert "no valid candidate beat the incumbent" in report["steps"][1]["message"]
+
+
+def test_demos_on_a_multi_turn_task_show_the_turns_before_the_request():
+    earlier = [{"role": "user", "content": "I need a hotel in New York for a business trip " + "x" * 150},
+               {"role": "assistant", "content": "The first of 10 hotels I found is the 1 Hotel Brooklyn Bridge."}]
+    multi = [Case(query=f"book it please {i}", context=earlier, expected=ToolCall(tool))
+             for i, tool in enumerate(["reserve_hotel", "none"] * 5)]
+    single = [Case(query="find a hotel", expected=ToolCall("search_hotels"))]
+    assert demo_pool(multi + single) == multi + single  # mostly multi-turn: every short request may be a demo
+    assert demo_pool(single * 10 + multi[:2]) == single * 10  # mostly single-turn: single-turn demos only
+    prompt = render_demos("Route hotel requests.", [multi[0], multi[1]])
+    first, second = prompt.split("## Examples\n")[1].strip().split("\n\n")
+    lines = first.splitlines()
+    assert lines[0].startswith("User: I need a hotel in New York") and lines[0].endswith("…") and len(lines[0]) < 140
+    assert lines[1:] == ["Assistant: The first of 10 hotels I found is the 1 Hotel Brooklyn Bridge.",
+                         "User: book it please 0", 'Assistant: {"name": "reserve_hotel", "arguments": {}}']
+    assert second.splitlines()[-1] == "Assistant: (answers directly, without calling a tool)"

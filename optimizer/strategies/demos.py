@@ -11,6 +11,7 @@ acceptance test. Later steps mutate the incumbent's set towards its new errors.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.optimizer.candidates import Candidate
@@ -21,6 +22,15 @@ from promptopt.optimizer.splits import stratified_sample
 from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
 MAX_DEMO_CHARS = 80
+
+
+def demo_pool(train: Sequence[Case]) -> list[Case]:
+    """The training cases demos are drawn from: short requests, single-turn ones only unless most cases are
+    multi-turn (then a demo shows the turns before the request; on a task such as SGD, where nine cases in ten have
+    context, single-turn demos cover half the tools and never "no tool")."""
+    short = [c for c in train if len(c.query) <= MAX_DEMO_CHARS]
+    single = [c for c in short if not c.context]
+    return single if 2 * sum(1 for c in train if not c.context) >= len(train) else short
 
 
 class DemosStrategy(StrategyBase):
@@ -75,7 +85,7 @@ class DemosStrategy(StrategyBase):
     def _stratified(self, context: SearchContext) -> list[int]:
         """A first set drawn like the training cases (each tool in proportion, every tool at least once), from
         outside the seed's training sample where possible: the set that moved the embedded model most reliably."""
-        pool = [c for c in context.train if not c.context and len(c.query) <= MAX_DEMO_CHARS]
+        pool = demo_pool(context.train)
         outside = [c for c in pool if c.id not in context.incumbent_train]
         chosen = stratified_sample(outside if len(outside) >= self.n_demos else pool, self.n_demos, context.rng)
         return [chosen[i].id for i in context.rng.permutation(len(chosen))]
@@ -84,9 +94,8 @@ class DemosStrategy(StrategyBase):
         """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""
         rng = context.rng
         by_tool: dict[str, list[Case]] = defaultdict(list)
-        for case in context.train:
-            if not case.context and len(case.query) <= MAX_DEMO_CHARS:
-                by_tool[case.expected.name].append(case)
+        for case in demo_pool(context.train):
+            by_tool[case.expected.name].append(case)
         chosen: list[int] = []
 
         def take(tool: str) -> None:
