@@ -18,8 +18,8 @@ from promptopt.runs.store import Store
 from tests.test_reproduction import RUNS, ScriptedModel
 
 OPTIONS = dict(seed=3, cache=False, max_broken=1000)
-DEMOS_CALLS = 683
-"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 426."""
+DEMOS_CALLS = 558
+"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 301."""
 
 
 class Interrupting(ScriptedModel):
