@@ -44,19 +44,20 @@ def main() -> None:
     long_prompt = render_demos(f"{task.seed_prompt}\n\n{tools_section}", cases[::3])
     tokens = lambda text: len(model._encode(text))  # noqa: E731
     long_prompt = _trim_to_tokens(long_prompt, 1500, tokens)
-    figures: dict[str, object] = {"cases": args.cases, "packed_cases": len(conversations), "weights": model.source.key, "routing": model.source.routing}
+    figures: dict[str, object] = {"cases": args.cases, "packed_cases": len(conversations),
+                                  "weights": model.source.key, "routing": model.source.routing}
+    sample = conversations[:args.cases]  # what naive scoring is timed on
     if native:
         short, long_prompt = "You are FreshMart's shopping assistant.", render_demos(task.seed_prompt, cases[::3])
         tokens = lambda text: len(model._encode(model._system_text(text, routing_tools(task.tools))))  # noqa: E731
         long_prompt = _trim_to_tokens(long_prompt, tokens(short) + 1500, tokens)
 
         def score(prompt: str, naive: bool) -> np.ndarray:
-            return model.native_logprobs(prompt, task.tools, conversations[:args.cases] if naive else conversations,
-                                         naive=naive)
+            return model.native_logprobs(prompt, task.tools, sample if naive else conversations, naive=naive)
     else:
         def score(prompt: str, naive: bool) -> np.ndarray:
             if naive:
-                return model.channel_logprobs_naive(prompt, conversations[:args.cases], choices)
+                return model.channel_logprobs_naive(prompt, sample, choices)
             return model.channel_logprobs(prompt, conversations, choices)
     same = True
     for label, prompt in (("short", short), ("long", long_prompt)):

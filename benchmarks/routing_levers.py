@@ -22,6 +22,7 @@ from promptopt.models.tool_text import tool_names
 from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.splits import split_cases, stratified_sample
 from promptopt.optimizer.statistics import mcnemar_exact
+from promptopt.optimizer.strategies.demos import demo_pool
 from promptopt.optimizer.strategies.rules import confusions, language, with_rules, write_rule
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import read_cases
@@ -53,7 +54,7 @@ def operators(seed: str, train: list[Case], seed_choices: list[str], sample: lis
               rng: np.random.Generator) -> dict[str, str]:
     """The prompts each structural operator makes from the seed: 22 stratified demos, rules from the seed's
     confusions on the training sample, and both."""
-    demos = stratified_sample([c for c in train if not c.context and len(c.query) <= 80 and c not in sample], 22, rng)
+    demos = stratified_sample([c for c in demo_pool(train) if c not in sample], 22, rng)
     results = {c.id: CaseResult(case_id=c.id, output=ToolCall(choice), score=float(choice == c.expected.name),
                                 passed=choice == c.expected.name, feedback="")
                for c, choice in zip(sample, seed_choices)}

@@ -2,11 +2,12 @@
 
 The first step's first set is drawn like the training cases (each tool in proportion); every other set covers
 every tool (and "no tool") once, then spends the rest of its slots on the most confused pairs of the incumbent (a
-case of the expected tool it got wrong, and a case of the tool it wrongly chose). Demos come from training cases outside the run's seed training sample where there are any, and candidate
-sets are scored on that sample (less any case that is a demo this step), where the incumbent's results are already
-known: the incumbent is not scored again, and a model that calibrates itself per prompt on that sample scores it
-once per prompt; only sets better than the incumbent there are returned, best first, for the loop's
-acceptance test. Later steps mutate the incumbent's set towards its new errors.
+case of the expected tool it got wrong, and a case of the tool it wrongly chose). Demos come from training cases
+(`demo_pool`) outside the run's seed training sample where there are any, and candidate sets are scored on that
+sample (less any case that is a demo this step), where the incumbent's results are already known: the incumbent is
+not scored again, and a model that calibrates itself per prompt on that sample scores it once per prompt; only
+sets better than the incumbent there are returned, best first, for the loop's acceptance test. Later steps mutate
+the incumbent's set towards its new errors.
 """
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ class DemosStrategy(StrategyBase):
             (train[i].expected.name, r.output.name) for i, r in context.incumbent_train.items()
             if not r.passed and i in train
         )
-        sets: list[list[int]] = [] if current else [self._stratified(context)]
+        pool = demo_pool(context.train)
+        sets: list[list[int]] = [] if current else [self._stratified(context, pool)]
         for _ in range(self.candidates * 3):
-            chosen = self._select(context, confusions, current)
+            chosen = self._select(context, pool, confusions, current)
             if chosen and sorted(chosen) not in [sorted(s) for s in sets]:
                 sets.append(chosen)
             if len(sets) == self.candidates:
@@ -82,19 +84,19 @@ class DemosStrategy(StrategyBase):
         baseline = accuracy({c.id: context.incumbent_train[c.id] for c in sample})
         return context.rank_against_incumbent(registered, sample, baseline, step)
 
-    def _stratified(self, context: SearchContext) -> list[int]:
+    def _stratified(self, context: SearchContext, pool: list[Case]) -> list[int]:
         """A first set drawn like the training cases (each tool in proportion, every tool at least once), from
         outside the seed's training sample where possible: the set that moved the embedded model most reliably."""
-        pool = demo_pool(context.train)
         outside = [c for c in pool if c.id not in context.incumbent_train]
         chosen = stratified_sample(outside if len(outside) >= self.n_demos else pool, self.n_demos, context.rng)
         return [chosen[i].id for i in context.rng.permutation(len(chosen))]
 
-    def _select(self, context: SearchContext, confusions: Counter, current: list[int]) -> list[int]:
-        """Pick demo case ids: keep part of the current set, then coverage, then confused pairs."""
+    def _select(self, context: SearchContext, pool: list[Case], confusions: Counter, current: list[int]
+                ) -> list[int]:
+        """Pick demo case ids from `pool`: keep part of the current set, then coverage, then confused pairs."""
         rng = context.rng
         by_tool: dict[str, list[Case]] = defaultdict(list)
-        for case in demo_pool(context.train):
+        for case in pool:
             by_tool[case.expected.name].append(case)
         chosen: list[int] = []
 

@@ -2,8 +2,9 @@
 
 The model sees the system prompt with the tool list as its own template renders it, plus one pseudo-tool standing
 for "answer in text" (its call-or-not signal alone barely separates the two: mean P(call) 0.17 vs 0.14 on the
-bundled task). Each choice is scored as the start of the call the model would write, `{"name": "<tool>"`, so one
-packed forward per conversation gives every tool's log-probability. No tool is chosen when the pseudo-tool beats
+bundled task). Each choice is scored as the start of the call the model would write, `{"name": "<tool>"`, up to
+the token that tells it from every other choice (`distinguishing_prefixes`), so one packed forward per
+conversation gives every tool's log-probability. No tool is chosen when the pseudo-tool beats
 the best real tool by more than the gate's bias; the bias is fitted by maximum likelihood on labelled training
 cases (`calibrate_gate`), never on the cases a result is reported on.
 """
@@ -47,9 +48,9 @@ def call_branches(names: Sequence[str]) -> list[str]:
 
 
 def distinguishing_prefixes(branches: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Each tokenized branch cut after its first token that no other branch has at that point: once the model has
-    written that much of a name, the tool list fixes the rest, so scoring it costs tokens and changes no choice
-    (about half the tokens a conversation costs on the bundled task)."""
+    """Each tokenized branch cut after its first token that no other branch has at that point. Scoring the rest of
+    a name cost about 40 % of a conversation's scoring time on the bundled task; without it the model's pick among
+    tools changed on one validation case in five, and it routed as well (59.6 % vs 57.3 % right tool)."""
     cut = []
     for j, ids in enumerate(branches):
         others = [other for k, other in enumerate(branches) if k != j]

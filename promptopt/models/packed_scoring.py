@@ -99,9 +99,10 @@ def score_rows(causal_lm: Any, prefix: PrefixCache, rows: Sequence[Row], batch_s
     scores = np.zeros((len(rows), width))
     trees = [_Tree(shared, branches) for shared, branches in rows]
     order = sorted(range(len(rows)), key=lambda i: trees[i].size)
+    keyword = _cache_keyword(causal_lm.model)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        scores[batch] = _score_trees(causal_lm, prefix, [trees[i] for i in batch], width)
+        scores[batch] = _score_trees(causal_lm, prefix, [trees[i] for i in batch], width, keyword)
     return scores
 
 
@@ -111,8 +112,10 @@ def _cache_keyword(decoder: Any) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def _score_trees(causal_lm: Any, prefix: PrefixCache, trees: list[_Tree], width: int) -> np.ndarray:
-    """One forward for a batch of token trees over the cached system prompt; sums of the scored log-probs."""
+def _score_trees(causal_lm: Any, prefix: PrefixCache, trees: list[_Tree], width: int, cache_keyword: str
+                 ) -> np.ndarray:
+    """One forward for a batch of token trees over the cached system prompt (passed as `cache_keyword`); sums of
+    the scored log-probs."""
     import torch
     from transformers import DynamicCache
 
@@ -134,7 +137,7 @@ def _score_trees(causal_lm: Any, prefix: PrefixCache, trees: list[_Tree], width:
     with torch.inference_mode():
         hidden = causal_lm.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-            **{_cache_keyword(causal_lm.model): cache}).last_hidden_state
+            **{cache_keyword: cache}).last_hidden_state
         rows = torch.tensor([r for r, tree in enumerate(trees) for _ in tree.predictors])
         cols = torch.tensor([c for tree in trees for c in tree.predictors])
         logprobs = torch.log_softmax(causal_lm.lm_head(hidden[rows, cols]).float(), dim=-1)
