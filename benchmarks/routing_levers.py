@@ -1,17 +1,23 @@
-"""What each lever does to the embedded model on the bundled task: model x routing method x structural operator,
-on the validation split of the main command's seeded split (never the test split), per language, with the exact
-McNemar p of each operator against the seed prompt under the same method. The native router's gate is calibrated
-on a stratified training sample under each prompt, as a run calibrates it. Ends with one JSON line of figures.
+"""What each lever does to the embedded model: model x routing method x structural operator, on the validation
+split of a run's seeded split (never the test split), per language, with the exact McNemar p of each operator
+against the seed prompt under the same method. The task is the bundled one as the main command splits it, or a
+reference dataset (`--dataset sgd`, `clinc150`, `bfcl`) sampled and split as `compare.py` does at its defaults. The
+native router's gate is calibrated on a stratified training sample under each prompt, as a run calibrates it. Ends
+with one JSON line of figures.
 
-    python benchmarks/routing_levers.py [--models qwen2.5-coder-0.5b,smollm2-135m] [--calibration 48]
+    python benchmarks/routing_levers.py [--dataset tool-routing] [--cases 400] [--calibration 48]
+        [--models qwen2.5-coder-0.5b,smollm2-135m]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 import time
 from dataclasses import replace
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,6 +33,9 @@ from promptopt.optimizer.strategies.rules import confusions, language, with_rule
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import read_cases
 from promptopt.tasks import bundled_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_tasks import LOADERS, DataMissing  # noqa: E402
 
 Router = Callable[[str, list[Case]], list[str]]
 
@@ -64,30 +73,49 @@ def operators(seed: str, train: list[Case], seed_choices: list[str], sample: lis
             "demos+rules": with_rules(render_demos(seed, demos), rules)}
 
 
+def load_task(dataset: str, limit: int) -> tuple[list[dict[str, Any]], str, list[Case]]:
+    """Tools, seed prompt and cases (numbered as a fresh store numbers them) of the bundled task or of a reference
+    dataset's balanced sample of `limit` cases (seed 0, as `compare.py` draws it)."""
+    if dataset == "tool-routing":
+        task = bundled_task("tool-routing")
+        tools, seed, parsed = task.tools, task.seed_prompt, [c for path in task.case_files
+                                                             for c in read_cases(path, task.tools)]
+    else:
+        reference = LOADERS[dataset](limit=limit, seed=0)
+        with tempfile.TemporaryDirectory() as folder:
+            case_file, _, _ = reference.write(Path(folder))
+            tools, seed, parsed = reference.tools, reference.seed_prompt, read_cases(case_file, reference.tools)
+    return tools, seed, [replace(c, id=i + 1) for i, c in enumerate({c.content_hash(): c for c in parsed}.values())]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="tool-routing", choices=["tool-routing", *LOADERS])
+    parser.add_argument("--cases", type=int, default=400, help="cases sampled from a reference dataset")
     parser.add_argument("--models", default="qwen2.5-coder-0.5b,smollm2-135m")
     parser.add_argument("--calibration", type=int, default=48, help="training cases the gate is calibrated on")
     parser.add_argument("--always-call", action="store_true", help="also measure the native router without its gate")
     args = parser.parse_args()
-    task = bundled_task("tool-routing")
-    parsed = [c for path in task.case_files for c in read_cases(path, task.tools)]
-    cases = [replace(c, id=i + 1) for i, c in enumerate({c.content_hash(): c for c in parsed}.values())]
+    try:
+        tools, seed_prompt, cases = load_task(args.dataset, args.cases)
+    except DataMissing as missing:
+        sys.exit(f"skipped: {missing}")
     splits = split_cases(cases, 0)
     train = [c for c in cases if splits[c.id] == "train"]
     val = [c for c in cases if splits[c.id] == "val"]
     sample = stratified_sample(train, args.calibration, np.random.default_rng(1))
+    languages = sorted({language(c.query) for c in val})
     rows = []
     for weights in args.models.split(","):
         model = EmbeddedModel(weights=weights)
-        routers = ({"native, calibrated gate": native_router(model, task.tools, sample, True)}
-                   if model.source.routing == "native" else {"channel": channel_router(model, task.tools)})
+        routers = ({"native, calibrated gate": native_router(model, tools, sample, True)}
+                   if model.source.routing == "native" else {"channel": channel_router(model, tools)})
         if model.source.routing == "native" and args.always_call:
-            routers["native, always call"] = native_router(model, task.tools, sample, False)
+            routers["native, always call"] = native_router(model, tools, sample, False)
         for method, route in routers.items():
-            seed_choices = route(task.seed_prompt, sample)
-            prompts = {"seed": task.seed_prompt,
-                       **operators(task.seed_prompt, train, seed_choices, sample, np.random.default_rng(2))}
+            seed_choices = route(seed_prompt, sample)
+            prompts = {"seed": seed_prompt,
+                       **operators(seed_prompt, train, seed_choices, sample, np.random.default_rng(2))}
             seed_right = None
             for operator, prompt in prompts.items():
                 began = time.perf_counter()
@@ -95,16 +123,17 @@ def main() -> None:
                 seed_right = seed_right or right
                 fixed = sum(r and not s for r, s in zip(right, seed_right))
                 broken = sum(s and not r for r, s in zip(right, seed_right))
-                row = {"model": weights, "method": method, "operator": operator, "val_cases": len(val),
-                       "accuracy": round(float(np.mean(right)), 3),
+                row = {"dataset": args.dataset, "model": weights, "method": method, "operator": operator,
+                       "val_cases": len(val), "accuracy": round(float(np.mean(right)), 3),
                        **{f"accuracy_{lang}": round(float(np.mean([r for r, c in zip(right, val)
                                                                    if language(c.query) == lang])), 3)
-                          for lang in ("en", "zh")},
+                          for lang in languages},
                        "fixed": fixed, "broken": broken, "p_vs_seed": round(mcnemar_exact(fixed, broken), 4),
                        "seconds": round(time.perf_counter() - began, 1)}
                 rows.append(row)
-                print(f"{weights:20} {method:24} {operator:12} {row['accuracy']:6.1%}  en {row['accuracy_en']:6.1%}"
-                      f"  zh {row['accuracy_zh']:6.1%}  +{fixed}/-{broken}  p={row['p_vs_seed']:.3g}", flush=True)
+                by_language = "".join(f"  {lang} {row[f'accuracy_{lang}']:6.1%}" for lang in languages)
+                print(f"{weights:20} {method:24} {operator:12} {row['accuracy']:6.1%}{by_language}  +{fixed}/-{broken}"
+                      f"  p={row['p_vs_seed']:.3g}", flush=True)
     print(json.dumps({"rows": rows}))
 
 
