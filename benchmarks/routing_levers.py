@@ -26,12 +26,12 @@ from promptopt.models.embedded import EmbeddedModel
 from promptopt.models.native_routing import calibrate_gate, decide
 from promptopt.models.tool_text import tool_names
 from promptopt.optimizer.prompt_text import render_demos
+from promptopt.optimizer.scorer import CaseResult
 from promptopt.optimizer.splits import split_cases, stratified_sample
-from promptopt.optimizer.statistics import mcnemar_exact
 from promptopt.optimizer.strategies.demos import demo_pool
 from promptopt.optimizer.strategies.rules import confusions, language, with_rules, write_rule
-from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import read_cases
+from promptopt.statistics import mcnemar_exact
 from promptopt.tasks import bundled_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptopt.optimizer.scorer import CaseResult, accuracy
-from promptopt.optimizer.statistics import mcnemar_exact
+from promptopt.statistics import mcnemar_exact
 
 
 @dataclass(frozen=True)

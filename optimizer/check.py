@@ -5,26 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from promptopt.case import Case, ToolCall
+from promptopt.case import Case
 from promptopt.evaluators.base import Evaluator
 from promptopt.models.base import ModelBackend
 from promptopt.optimizer.budget import Budget
 from promptopt.optimizer.loop import RunConfig
 from promptopt.optimizer.scorer import CaseResult, Scorer, outage
-from promptopt.optimizer.statistics import wilson_interval
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
+from promptopt.statistics import wilson_interval
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 STRATEGY = "check"
 """The strategy name a check's run is stored under, so `promptopt runs list` tells checks from searches."""
 
-
-def choice_text(call: ToolCall, error: str = "") -> str:
-    """A routing choice as the report shows it: the tool, `no tool`, or the failed call."""
-    if error:
-        return f"no answer (model call failed: {error})"
-    return "no tool" if call.is_none else call.name
 
 
 @dataclass(frozen=True)

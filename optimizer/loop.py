@@ -9,10 +9,11 @@ import numpy as np
 
 from promptopt.case import Case
 from promptopt.evaluators.base import Evaluator
+from promptopt.markup import DEFAULT_MAX_CHARS
 from promptopt.models.base import ModelBackend
 from promptopt.optimizer.acceptance import decide
 from promptopt.optimizer.budget import Budget, BudgetExhausted, Limits
-from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, Candidate, validation_problem
+from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
@@ -21,6 +22,7 @@ from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
+
 
 class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""

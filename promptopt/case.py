@@ -39,6 +39,13 @@ class ToolCall:
                    text=data.get("text") or "")
 
 
+def choice_text(call: ToolCall, error: str = "") -> str:
+    """A routing choice as the report shows it: the tool, `no tool`, or the failed call."""
+    if error:
+        return f"no answer (model call failed: {error})"
+    return "no tool" if call.is_none else call.name
+
+
 @dataclass(frozen=True)
 class Case:
     """One recorded interaction: what the user said, what should have happened and what did happen.

@@ -1,10 +1,12 @@
 """`promptopt serve`: an OpenAI-compatible HTTP server (`/v1/chat/completions`, `/v1/models`) in front of a
-responder, by default the embedded SmolLM2, so any OpenAI client (the SDK, DSPy, curl) can use the local model.
+responder, by default the embedded model (Qwen2.5-Coder-0.5B-Instruct), so any OpenAI client (the SDK, DSPy,
+curl) can use the local model.
 
-A request with `tools` is routed the way the embedded backend routes (the channel log-likelihood over the tool
-names and none) and answered with a tool call, or with plain content when no tool fits; a request without tools
-is answered by generation. For testing clients the server can add a fixed latency and inject faults at a given
-rate (429 with Retry-After, 500, a stalled reply, a malformed body), drawn from a seeded generator.
+A request with `tools` is routed the way the embedded backend routes (its native tool-call scores with the
+calibrated gate, or SmolLM2's channel log-likelihood over the tool names and none) and answered with a tool call,
+or with plain content when no tool fits; a request without tools is answered by generation. For testing clients
+the server can add a fixed latency and inject faults at a given rate (429 with Retry-After, 500, a stalled reply,
+a malformed body), drawn from a seeded generator.
 """
 from __future__ import annotations
 

@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
-from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS
 
 MAX_QUERY_CHARS = 8_000
 """The longest query a case may hold; the task model reads it once per case and candidate."""
 MAX_CONTEXT_CHARS = 32_000
 """The most characters a case's context messages may hold together."""
-MAX_PROMPT_CHARS = DEFAULT_MAX_CHARS
-"""The longest seed system prompt: the cap every candidate prompt is held to."""
 NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 
 MAX_REPORTED = 20

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
 from promptopt.runs.formats import dollars, duration, interval, p_value, percent
 from promptopt.runs.heartbeat import shown_status, wall_seconds
 from promptopt.runs.report import RunNotFound, run_report
 from promptopt.runs.store import Store
-
+from promptopt.statistics import mcnemar_exact, wilson_interval
 
 COLUMNS = ("run", "strategy", "model", "winner accuracy", "95% CI", "vs first: +/-", "paired p", "calls", "cost",
            "wall time")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from promptopt.optimizer.candidates import strip_markers
+from promptopt.markup import strip_markers
 from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import RunNotFound, run_report
 from promptopt.runs.store import Store

@@ -8,12 +8,11 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from typing import Any
 
-from promptopt.case import Case, ToolCall
-from promptopt.optimizer.candidates import MARKER
-from promptopt.optimizer.check import choice_text
+from promptopt.case import Case, ToolCall, choice_text
+from promptopt.markup import MARKER
 from promptopt.runs.case_outcomes import OUTCOMES, HeldOutCase, chosen, confusion, held_out_cases
-from promptopt.runs.heartbeat import wall_seconds
 from promptopt.runs.formats import dollars, duration, interval, p_value, percent
+from promptopt.runs.heartbeat import wall_seconds
 from promptopt.runs.html_page import esc, facts, navigation, page, section, table
 from promptopt.runs.prompt_diff import DiffLine, prompt_diff
 from promptopt.runs.report import RunNotFound, mean_text, run_report

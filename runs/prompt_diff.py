@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from promptopt.optimizer.candidates import PROTECTED
+from promptopt.markup import PROTECTED
 
 
 @dataclass(frozen=True)

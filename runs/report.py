@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
 from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow, StepRow
+from promptopt.statistics import mcnemar_exact, wilson_interval
 
 
 class RunNotFound(KeyError):

@@ -2,6 +2,7 @@
 construction and filtering, the stored analysis, the chat-format export, preference import, and rewrites."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -10,20 +11,29 @@ from sqlalchemy import select
 
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.optimizer.strategies.bpo import BpoStrategy
-from promptopt.optimizer.strategies.bpo.pairs import (REWRITER_SYSTEM, export_jsonl, pair_rejection, read_chat_pairs,
-                                           read_preferences, split_reply)
-from promptopt.optimizer.strategies.bpo.rewriter import Rewriter, retrieve
 from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.strategies.bpo import BpoStrategy
+from promptopt.optimizer.strategies.bpo.pairs import (
+    REWRITER_SYSTEM,
+    export_jsonl,
+    pair_rejection,
+    read_chat_pairs,
+    read_preferences,
+    split_reply,
+)
+from promptopt.optimizer.strategies.bpo.rewriter import Rewriter, retrieve
 from promptopt.runs.case_import import CaseFileError
-from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
+from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.conftest import write_jsonl
 from tests.fakes import FakeWriter
 from tests.test_opro import PROTECTED, SEED, TOOLS, RuleRouter, cases, prompt_with  # noqa: F401
 
 ANALYSIS = "Step 1: the bad responses all chose none. Step 2: the prompt never says when to call a tool."
+
+BPO_COMMANDS = importlib.import_module("promptopt.cli.bpo")
+"""The module (`promptopt.cli.bpo` as an attribute is the command group it defines)."""
 
 
 def tagged(prompt: str) -> str:
@@ -158,7 +168,7 @@ def test_cli_preference_import_is_all_or_nothing_and_export(tmp_path, monkeypatc
     assert Store(db).bpo_pairs(kept_only=False) == []
 
     script = BpoScript(analyses=[tagged("Be helpful to shoppers: answer what they asked.")], rewrites=[])
-    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", lambda *args, **kwargs: script)
+    monkeypatch.setattr(BPO_COMMANDS, "load_optimizer", lambda *args, **kwargs: script)
     good = write_jsonl(tmp_path / "good.jsonl", [{"prompt": "Be helpful to shoppers.", "good": "x", "bad": "y"}])
     result = CliRunner().invoke(main, ["bpo", "pairs", "import", str(good), "--db", db])
     assert result.exit_code == 0, result.output
@@ -193,7 +203,7 @@ def test_cli_rewrite_and_strategy_options(tmp_path, monkeypatch):
     prompt_file = tmp_path / "system.md"
     prompt_file.write_text(SEED, encoding="utf-8")
     script = BpoScript(analyses=[], rewrites=[prompt_with(1, 1), "You help shoppers.", prompt_with(2, 2)])
-    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", lambda *args, **kwargs: script)
+    monkeypatch.setattr(BPO_COMMANDS, "load_optimizer", lambda *args, **kwargs: script)
     out = tmp_path / "better.md"
     result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--mode", "aggressive", "--samples", "3",
                                        "-o", str(out), "--db", db])
@@ -216,6 +226,6 @@ def test_cli_rewrite_refuses_a_prompt_with_unpaired_markers_before_any_model_cal
     def no_model(*args, **kwargs):
         raise AssertionError("the optimizer model was loaded")
 
-    monkeypatch.setattr("promptopt.optimizer.strategies.bpo.commands.load_optimizer", no_model)
+    monkeypatch.setattr(BPO_COMMANDS, "load_optimizer", no_model)
     result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--db", f"sqlite:///{tmp_path / 's.db'}"])
     assert result.exit_code == 1 and f"{prompt_file}:2: opening <!-- protected --> marker" in result.output

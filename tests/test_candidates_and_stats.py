@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from promptopt.case import Case, ToolCall
-from promptopt.optimizer.candidates import strip_markers, validation_problem
+from promptopt.markup import strip_markers
+from promptopt.optimizer.candidates import validation_problem
 from promptopt.optimizer.splits import split_cases, stratified_sample
-from promptopt.optimizer.statistics import mcnemar_exact, wilson_interval
+from promptopt.statistics import mcnemar_exact, wilson_interval
 
 TOOLS = ["get_order_status", "find_stores"]
 SEED = ("Use get_order_status or find_stores.\n<!-- protected -->\nNever share card numbers.\n"

@@ -12,16 +12,16 @@ from sqlalchemy import select
 from promptopt.case import Case, ToolCall
 from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
+from promptopt.markup import protected_regions
 from promptopt.optimizer import make_strategy, strategy_names
 from promptopt.optimizer.budget import Budget, Limits
-from promptopt.optimizer.candidates import protected_regions
-from promptopt.optimizer.prompt_text import render_demo
-from promptopt.optimizer.strategies.dspy.bridge import import_dspy
 from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.prompt_text import render_demo
 from promptopt.optimizer.scorer import Scorer, accuracy
+from promptopt.optimizer.strategies.dspy.bridge import import_dspy
 from promptopt.runs.export import export_prompt
-from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
+from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks.tool_routing import ToolRoutingTask
 from tests.fakes import FakeRouter, FakeWriter
 from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS

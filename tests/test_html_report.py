@@ -14,9 +14,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from promptopt.case import ToolCall
+from promptopt.case import ToolCall, choice_text
 from promptopt.cli import main
-from promptopt.optimizer.check import choice_text
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from tests.conftest import share_weights, write_jsonl

@@ -17,8 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from promptopt.case import Case
+from promptopt.markup import protected_regions
 from promptopt.optimizer.bandits import ALGORITHMS, select_arms
-from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option, OptionError
 from promptopt.optimizer.prompt_text import normalized, tagged_pieces
 from promptopt.optimizer.scorer import CaseResult

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from promptopt.case import Case
-from promptopt.optimizer.candidates import Candidate, protected_regions
+from promptopt.markup import protected_regions
+from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
 from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import accuracy

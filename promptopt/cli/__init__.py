@@ -1,11 +1,12 @@
-"""The `promptopt` command line: a table of contents. Each command group lives in its own module; a strategy
-that has commands of its own (`promptopt bpo ...`) adds them through its registry entry."""
+"""The `promptopt` command line: a table of contents. Each command group lives in its own module; a plugin strategy
+that has commands of its own adds them through its class's `commands` entry."""
 from __future__ import annotations
 
 import importlib
 
 import click
 
+from promptopt.cli.bpo import bpo
 from promptopt.cli.cases import cases
 from promptopt.cli.check import check
 from promptopt.cli.dependency_warnings import route_dependency_warnings
@@ -43,7 +44,7 @@ def main() -> None:
     """
 
 
-for command in (run, check, report, export, cases, runs, evaluators, serve):
+for command in (run, check, report, export, cases, runs, evaluators, serve, bpo):
     main.add_command(command)
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from promptopt.case import LABELS
+from promptopt.case import LABELS, choice_text
 from promptopt.cli.junit import write_junit
 from promptopt.cli.shared import db_option, progress_options, user_errors
-from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt, choice_text
+from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt
 from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.tasks import TASKS

@@ -4,7 +4,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from promptopt.optimizer.check import CaseOutcome, CheckResult, choice_text
+from promptopt.case import choice_text
+from promptopt.optimizer.check import CaseOutcome, CheckResult
 
 SUITE = "promptopt check"
 CLASS = "promptopt.check"

@@ -47,7 +47,7 @@ change the search."""
 @click.option("--seed", type=int, default=RunRequest.seed, show_default=True,
               help="Random seed for splits and sampling.")
 @click.option("--model", default=None,
-              help="Task model (the one whose prompt is optimized): 'embedded' (local SmolLM2, the default) or any "
+              help="Task model (the one whose prompt is optimized): 'embedded' (the local Qwen2.5-Coder-0.5B-Instruct, the default) or any "
                    "model name an OpenAI-compatible endpoint serves.")
 @click.option("--base-url", default=None,
               help="OpenAI-compatible endpoint of --model (default: config file, then $OPENAI_BASE_URL, then OpenAI).")

@@ -1,4 +1,4 @@
-"""Model backends. `embedded` is the local SmolLM2-135M-Instruct and the default; anything else is reached
+"""Model backends. `embedded` is the local Qwen2.5-Coder-0.5B-Instruct and the default; anything else is reached
 through an OpenAI-compatible endpoint (`promptopt.models.openai_compat`) unless its settings name another backend
 kind from the registry (`promptopt.models.registry`: built-ins and `promptopt.models` entry points)."""
 from __future__ import annotations

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import NO_TOOL
-from promptopt.optimizer.candidates import unpaired_marker
-from promptopt.runs.case_import import MAX_PROMPT_CHARS
+from promptopt.markup import DEFAULT_MAX_CHARS, unpaired_marker
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TASKS = {"tool-routing": ToolRoutingTask}
@@ -146,7 +145,7 @@ def _skip(text: str, index: int) -> int:
 
 
 def load_prompt(path: str | Path) -> str:
-    """Read a seed system prompt (UTF-8), refusing one that is empty, longer than `MAX_PROMPT_CHARS` or has a
+    """Read a seed system prompt (UTF-8), refusing one that is empty, longer than `DEFAULT_MAX_CHARS` or has a
     protection marker that does not pair up (naming the file and the marker's line)."""
     path = Path(path)
     try:
@@ -155,9 +154,9 @@ def load_prompt(path: str | Path) -> str:
         raise TaskFileError(f"{path}: cannot read prompt file: {error}") from None
     if not text.strip():
         raise TaskFileError(f"{path}: the prompt file is empty")
-    if len(text) > MAX_PROMPT_CHARS:
+    if len(text) > DEFAULT_MAX_CHARS:
         raise TaskFileError(f"{path}: the prompt is too long: {len(text):,} characters, the limit is "
-                            f"{MAX_PROMPT_CHARS:,}")
+                            f"{DEFAULT_MAX_CHARS:,}")
     unpaired = unpaired_marker(text)
     if unpaired:
         raise TaskFileError(f"{path}:{unpaired[0]}: {unpaired[1]}")

@@ -26,7 +26,6 @@ class BpoStrategy(StrategyBase):
     docstring)."""
 
     name = "bpo"
-    commands = "promptopt.optimizer.strategies.bpo.commands:bpo"
     options = (
         Option("mode", str, "stable", "stable (1 rewrite at temperature 0.2) or aggressive (--samples rewrites at "
                "0.9, the best kept by the scorer)", choices=tuple(sorted(MODES))),

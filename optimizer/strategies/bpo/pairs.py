@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.case import NO_TOOL, Case
+from promptopt.markup import DEFAULT_MAX_CHARS, protected_regions
 from promptopt.models.base import Completion
-from promptopt.optimizer.candidates import DEFAULT_MAX_CHARS, protected_regions, validation_problem
+from promptopt.optimizer.candidates import validation_problem
 from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records

@@ -115,7 +115,7 @@ def train_rewriter(pairs: Sequence[tuple[str, str]], output_dir: str | Path, bas
     """Fine-tune a causal LM on (original -> optimized) pairs in chat format, loss on the rewrite only, batch
     size 1 on CPU; save model, tokenizer and `rewriter.json` to `output_dir`.
 
-    `base`: a model directory (default: the embedded SmolLM2's fp32 weights). `steps` overrides `epochs`. `lr`
+    `base`: a model directory (default: the embedded model's fp32 weights: Qwen2.5-Coder-0.5B-Instruct unless $PROMPTOPT_EMBEDDED_MODEL picks another). `steps` overrides `epochs`. `lr`
     defaults to 5e-5 for a full fine-tune, 1e-3 for LoRA (rank 8 on the attention projections, merged before
     saving, so the directory loads as a plain model). Sequences are cut to `max_length` tokens."""
     import torch

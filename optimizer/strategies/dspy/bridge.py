@@ -23,11 +23,12 @@ from typing import Any
 
 from promptopt.case import Case
 from promptopt.config import home_dir
+from promptopt.markup import PROTECTED, protected_regions
 from promptopt.optimizer.budget import BudgetExhausted
-from promptopt.optimizer.candidates import PROTECTED, Candidate, protected_regions
+from promptopt.optimizer.candidates import Candidate
+from promptopt.optimizer.options import Option
 from promptopt.optimizer.scorer import CaseResult, accuracy
 from promptopt.optimizer.splits import stratified_sample
-from promptopt.optimizer.options import Option
 from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
 
 INSTALL_HINT = "the DSPy strategies need DSPy: pip install dspy (or pip install 'promptopt[dspy]')"
@@ -105,8 +106,12 @@ class DspyStrategy(StrategyBase):
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         dspy = import_dspy()
-        from promptopt.optimizer.strategies.dspy.program import (CaseEvaluator, OptimizerEngine, RoutingProgram,
-                                                                prompt_renderer)
+        from promptopt.optimizer.strategies.dspy.program import (
+            CaseEvaluator,
+            OptimizerEngine,
+            RoutingProgram,
+            prompt_renderer,
+        )
 
         incumbent = context.incumbent
         base = incumbent.details.get("base_prompt", incumbent.prompt)

@@ -1,5 +1,5 @@
-"""`promptopt bpo pairs|train|rewrite`: the BPO strategy's own commands, added to the command line by the
-strategy's registry entry."""
+"""`promptopt bpo pairs|train|rewrite`: the BPO strategy's feedback pairs and its fine-tuned rewriter, outside a
+run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +20,7 @@ def bpo() -> None:
     \b
     promptopt bpo pairs import prefs.jsonl    # preference data -> analysed, filtered pairs
     promptopt bpo pairs export -o pairs.jsonl # kept pairs, chat format
-    promptopt bpo train -o rewriter/          # fine-tune the embedded SmolLM2 on the stored pairs
+    promptopt bpo train -o rewriter/          # fine-tune the embedded model on the stored pairs
     promptopt bpo rewrite system.md --rewriter rewriter/
     promptopt run --strategy bpo --rewriter rewriter/
     """
@@ -101,7 +101,7 @@ def import_pairs(file, optimizer_model, optimizer_base_url, optimizer_api_key, c
 @click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Train on an exported chat-format JSONL file instead of the store.")
 @click.option("--base", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Model directory to start from [default: the embedded SmolLM2's fp32 weights].")
+              help="Model directory to start from [default: the embedded model's fp32 weights].")
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the pairs.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimizer steps (overrides --epochs).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
@@ -159,8 +159,8 @@ def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimiz
             samples, demonstrations, max_tokens, tools_file, db) -> None:
     """Rewrite the system prompt in FILE with a BPO rewriter; invalid rewrites (protected region edited, a tool
     dropped, too long) are refused."""
-    from promptopt.optimizer.strategies.bpo.rewriter import Mode, load_rewriter, prompted_rewriter
     from promptopt.optimizer.candidates import validation_problem
+    from promptopt.optimizer.strategies.bpo.rewriter import Mode, load_rewriter, prompted_rewriter
     from promptopt.tasks.tool_routing import ToolRoutingTask
 
     with user_errors():
