@@ -11,7 +11,7 @@ from promptopt.models.base import ModelBackend
 from promptopt.optimizer.budget import Budget
 from promptopt.optimizer.loop import RunConfig
 from promptopt.optimizer.scorer import CaseResult, Scorer, outage
-from promptopt.runs.report import run_report
+from promptopt.runs.lifecycle import recorded_run
 from promptopt.runs.store import Store
 from promptopt.statistics import wilson_interval
 from promptopt.tasks.tool_routing import ToolRoutingTask
@@ -116,17 +116,12 @@ def check_prompt(store: Store, task: ToolRoutingTask, prompt: str, cases: Sequen
     if not cases:
         raise ValueError("no cases to check")
     stored_config = replace(config, strategy=STRATEGY, steps=0, max_broken=thresholds.max_broken).to_json()
-    run_id = store.create_run(task.name, STRATEGY, stored_config, task.tools, {c.id: "test" for c in cases})
-    try:
-        candidate_id = store.add_candidate(run_id, 0, prompt, "seed", status="accepted")
-        store.update_run(run_id, seed_candidate_id=candidate_id, winner_candidate_id=candidate_id)
-        scorer = Scorer(task, model, evaluator, store, run_id, Budget(config.limits), progress)
-        results = scorer.score(candidate_id, prompt, cases, "check")
-        result = CheckResult(run_id, [CaseOutcome(c, results[c.id]) for c in cases], thresholds)
-        store.add_step(run_id, 0, candidate_id, -1.0, f"check {result.verdict}")
-        store.update_run(run_id, status="finished", summary=run_report(store, run_id))
-    except BaseException as error:
-        store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
-        raise
-    result.calls = store.call_totals(run_id)
+    with recorded_run(store, task.name, STRATEGY, stored_config, task.tools, {c.id: "test" for c in cases}, (),
+                      prompt) as run:
+        scorer = Scorer(task, model, evaluator, store, run.run_id, Budget(config.limits), progress)
+        results = scorer.score(run.seed_id, prompt, cases, "check")
+        result = CheckResult(run.run_id, [CaseOutcome(c, results[c.id]) for c in cases], thresholds)
+        store.add_step(run.run_id, 0, run.seed_id, -1.0, f"check {result.verdict}")
+        run.finish(run.seed_id)
+    result.calls = store.call_totals(run.run_id)
     return result

@@ -18,22 +18,14 @@ from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.progress import Say, counter
-from promptopt.runs.heartbeat import Heartbeat
-from promptopt.runs.report import run_report
+from promptopt.runs.lifecycle import recorded_run
+from promptopt.runs.search_writes import SearchWrites
 from promptopt.runs.store import Store
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 
 class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the run; it is stored as `interrupted` and `run_id` can be resumed."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} interrupted")
-        self.run_id = run_id
 
 
 @dataclass
@@ -81,46 +73,36 @@ class RunConfig:
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
                      model: ModelBackend, strategy: Strategy, evaluator: Evaluator, config: RunConfig,
                      progress: Say | None = None, optimizer_model: ModelBackend | None = None,
-                     splits: dict[int, str] | None = None) -> dict[str, Any]:
+                     splits: dict[int, str] | None = None, writes: SearchWrites | None = None) -> dict[str, Any]:
     """Run one optimization over stored `cases` and return its report (see `promptopt.runs.report`).
 
     `model` is the task model whose prompt is optimized; `optimizer_model` writes prompts for the strategies
-    that need one (None: the task model). `splits` (case id -> train / val / test) replaces the seeded split, as
-    a resumed run reuses its stored one. Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
+    that need one (None: the task model). `splits` (case id -> train / val / test) replaces the seeded split, and
+    `writes` the store's search writes, as a resumed run reuses its stored split through its replay
+    (`ResumedStore`). Ctrl-C or SIGTERM stores the run as interrupted (`RunInterrupted`)."""
     say = progress or (lambda message: None)
     problem = validation_problem(seed_prompt, seed_prompt, [], config.max_chars)
     if problem:
         raise ValueError(f"the seed prompt cannot be used: {problem}")
     splits = splits or split_cases(cases, config.seed, config.splits)
     require_every_split(splits)
-    run_id = store.create_run(task.name, strategy.name, config.to_json(), task.tools, splits, [c.id for c in cases])
+    writes = writes or store
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
-    say(f"run {run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
-        f"test {len(by_split['test'])}")
-    with Heartbeat(store, run_id):
-        try:
-            budget = Budget(config.limits)
-            scorer = Scorer(task, model, evaluator, store, run_id, budget, say)
-            seed = Candidate(prompt=seed_prompt, operator="seed")
-            seed.id = store.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
-            store.update_run(run_id, seed_candidate_id=seed.id, winner_candidate_id=seed.id)
-            winner = _search(store, run_id, scorer, strategy, seed, by_split, config, say, optimizer_model or model)
-            say("scoring seed and winner on the held-out test split")
-            scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
-            scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
-            store.update_run(run_id, winner_candidate_id=winner.id)
-            report = run_report(store, run_id, status="finished")
-            store.update_run(run_id, status="finished", summary=report)  # one write: never finished without it
-            return report
-        except KeyboardInterrupt:
-            store.update_run(run_id, status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-            raise RunInterrupted(run_id) from None
-        except BaseException as error:
-            store.update_run(run_id, status="failed", error=f"{type(error).__name__}: {error}")
-            raise
+    with recorded_run(store, task.name, strategy.name, config.to_json(), task.tools, splits, [c.id for c in cases],
+                      seed_prompt, writes) as run:
+        say(f"run {run.run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
+            f"test {len(by_split['test'])}")
+        scorer = Scorer(task, model, evaluator, writes, run.run_id, Budget(config.limits), say)
+        seed = Candidate(prompt=seed_prompt, operator="seed", id=run.seed_id)
+        winner = _search(writes, run.run_id, scorer, strategy, seed, by_split, config, say,
+                         optimizer_model or model)
+        say("scoring seed and winner on the held-out test split")
+        scorer.score(seed.id, seed.prompt, by_split["test"], "test seed", charge=False)
+        scorer.score(winner.id, winner.prompt, by_split["test"], "test winner", charge=False)
+        return run.finish(winner.id)
 
 
-def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,
+def _search(writes: SearchWrites, run_id: str, scorer: Scorer, strategy: Strategy, seed: Candidate,
             by_split: dict[str, list[Case]], config: RunConfig, say: Say, optimizer_model: ModelBackend
             ) -> Candidate:
     """Propose -> validate -> score -> accept, for `config.steps` steps or until the budget runs out."""
@@ -135,18 +117,18 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
         incumbent_train: dict[int, CaseResult] = scorer.score(seed.id, seed.prompt, material, "seed train")
         incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
         _require_answers({**incumbent_train, **incumbent_val})
-        store.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt", calibration or None)
+        writes.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt", calibration or None)
         say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
         with counter(say, "search", config.steps, "steps", say_counts=False) as steps_done:
             for step in range(1, config.steps + 1):
                 context = SearchContext(
-                    run_id=run_id, store=store, scorer=scorer, rng=rng, seed_prompt=seed.prompt,
-                    tool_names=scorer.task.tool_names, train=train, incumbent=incumbent,
-                    incumbent_train=incumbent_train, max_chars=config.max_chars, optimizer_model=optimizer_model,
+                    writes=writes, scorer=scorer, run_id=run_id, rng=rng, seed_prompt=seed.prompt, tool_names=scorer.task.tool_names, train=train,
+                    incumbent=incumbent, incumbent_train=incumbent_train, max_chars=config.max_chars,
+                    optimizer_model=optimizer_model,
                 )
                 proposals = strategy.propose(context, step)
                 for held in (p for p in proposals if p.rejection):
-                    store.set_candidate_status(held.candidate.id, held.status, held.rejection)
+                    writes.set_candidate_status(held.candidate.id, held.status, held.rejection)
                 proposals = [p for p in proposals if not p.rejection]
                 if context.notes.get("summary"):
                     say(f"step {step}: {context.notes['summary']}")
@@ -154,30 +136,30 @@ def _search(store: Store, run_id: str, scorer: Scorer, strategy: Strategy, seed:
                     message = context.notes.get("summary") or \
                         "no valid candidate beat the incumbent on the strategy's training sample"
                     message = f"{message}; no candidate to validate"
-                    store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message, context.notes)
+                    writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message, context.notes)
                     say(f"step {step}: {message}")
                     steps_done.advance()
                     continue
                 best = proposals[0]
                 for other in proposals[1:]:
-                    store.set_candidate_status(other.candidate.id, "evaluated",
+                    writes.set_candidate_status(other.candidate.id, "evaluated",
                                                "a better candidate was tried this step")
                 candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
                 decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken,
                                   config.alpha, config.min_gain)
-                store.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
+                writes.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
                                            "" if decision.accepted else decision.reason)
                 if decision.accepted:
                     incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
                 verdict = "accepted" if decision.accepted else "rejected"
-                store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
+                writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
                                context.notes)
                 say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
                     f"{decision.reason}")
                 steps_done.advance()
     except BudgetExhausted as error:
         say(f"budget exhausted, stopping the search: {error}")
-        store.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,
+        writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,
                        f"budget exhausted: {error}")
     return incumbent
 

@@ -13,7 +13,8 @@ from promptopt.evaluators.base import Evaluator, component_names, evaluate_all, 
 from promptopt.models.base import CallRecord, ModelBackend, Routed
 from promptopt.optimizer.budget import Budget
 from promptopt.progress import Counter, Say, counter
-from promptopt.runs.store import EvaluationRecord, Store
+from promptopt.runs.search_writes import SearchWrites
+from promptopt.runs.store import EvaluationRecord
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 CHUNK = 32
@@ -40,7 +41,7 @@ class CaseResult:
 class Scorer:
     """Scores prompts on cases; the same (prompt, case) is never run twice in a run."""
 
-    def __init__(self, task: ToolRoutingTask, model: ModelBackend, evaluator: Evaluator, store: Store,
+    def __init__(self, task: ToolRoutingTask, model: ModelBackend, evaluator: Evaluator, store: SearchWrites,
                  run_id: str, budget: Budget, progress: Say | None = None) -> None:
         self.task, self.model, self.evaluator = task, model, evaluator
         self.store, self.run_id, self.budget = store, run_id, budget

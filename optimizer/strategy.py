@@ -3,7 +3,7 @@ and the context the run loop hands it each step."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
@@ -14,7 +14,9 @@ from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.options import Option, resolve_options
 from promptopt.optimizer.prompt_text import normalized
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
-from promptopt.runs.store import Store
+from promptopt.runs.search_writes import SearchWrites
+from promptopt.runs.store import BpoPairRecord
+from promptopt.runs.tables import BpoPairRow
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,32 @@ class Proposal:
         return accuracy(self.train_results)
 
 
+class RunArtifacts:
+    """A strategy's own data, kept with the run: BPO's feedback pairs (stored, and replayed on resume)."""
+
+    def __init__(self, writes: SearchWrites, run_id: str) -> None:
+        self._writes, self._run_id = writes, run_id
+
+    def add_bpo_pairs(self, pairs: Sequence[BpoPairRecord]) -> list[int]:
+        """Store this run's pairs (kept and rejected); their ids in order."""
+        return self._writes.add_bpo_pairs(self._run_id, pairs)
+
+    def bpo_pairs(self) -> list[BpoPairRow]:
+        """The kept pairs of every run, as this run had them at this point of its search."""
+        return self._writes.bpo_pairs()
+
+
 @dataclass
 class SearchContext:
-    """What a strategy may use: the training cases, the incumbent and its training results, the shared scorer
-    (budgeted, cached, stored), the optimizer model (through `ask_optimizer`), `admit` / `register`, which validate
-    and store proposals, `score_replies`, and `notes`, stored with the step (what the optimizer model was shown)."""
+    """What a strategy may use, and nothing more: the training cases, the incumbent and its training results,
+    `score` (charged to the budget, cached and stored, on training cases only), the optimizer model (through
+    `ask_optimizer`), `admit` / `register`, which validate and store proposals, `score_replies`, `rng`,
+    `artifacts` for data of its own, and `notes`, stored with the step (what the optimizer model was shown). The
+    store and the scorer behind them are not reachable from here."""
 
-    run_id: str
-    store: Store
-    scorer: Scorer
+    writes: InitVar[SearchWrites]
+    scorer: InitVar[Scorer]
+    run_id: InitVar[str]
     rng: np.random.Generator
     seed_prompt: str
     tool_names: list[str]
@@ -85,11 +104,24 @@ class SearchContext:
     optimizer_model: ModelBackend | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self, writes: SearchWrites, scorer: Scorer, run_id: str) -> None:
+        self._writes, self._scorer, self._run_id = writes, scorer, run_id
+        self._train_ids = {case.id for case in self.train}
+        self.artifacts = RunArtifacts(writes, run_id)
+
+    def score(self, candidate_id: int, prompt: str, cases: Sequence[Case], label: str = "") -> dict[int, CaseResult]:
+        """Results of `prompt` (stored as candidate `candidate_id`) on training `cases`, keyed by case id, charged to
+        the run's budget; a case outside the training split is refused (validation and test are the engine's)."""
+        outside = [case.id for case in cases if case.id not in self._train_ids]
+        if outside:
+            raise ValueError(f"a strategy scores training cases only; not in the training split: {outside[:5]}")
+        return self._scorer.score(candidate_id, prompt, cases, label=label)
+
     def register(self, candidate: Candidate, step: int) -> str | None:
         """Store the proposal (its id is set) and return why it may not be evaluated, or None when it may."""
         problem = validation_problem(candidate.prompt, self.seed_prompt, self.tool_names, self.max_chars)
-        candidate.id = self.store.add_candidate(
-            self.run_id, step, candidate.prompt, candidate.operator, candidate.parent_ids, candidate.rationale,
+        candidate.id = self._writes.add_candidate(
+            self._run_id, step, candidate.prompt, candidate.operator, candidate.parent_ids, candidate.rationale,
             status="invalid" if problem else "proposed", rejection=problem or "", details=candidate.details,
         )
         return problem
@@ -124,7 +156,7 @@ class SearchContext:
                 tally.failed += 1
                 continue
             for candidate in self.admit([build(index, reply.text)], step, seen, tally):
-                results = self.scorer.score(candidate.id, candidate.prompt, cases, label=label(index))
+                results = self.score(candidate.id, candidate.prompt, cases, label=label(index))
                 proposals.append(Proposal(candidate, results))
                 tally.scored += 1
         return proposals, tally
@@ -133,7 +165,7 @@ class SearchContext:
                                step: int) -> list[Proposal]:
         """Each candidate scored on `cases`; one not better there than the incumbent's `baseline` accuracy is held
         back with why. Best first."""
-        proposals = [Proposal(c, self.scorer.score(c.id, c.prompt, cases, label=f"step {step} train"))
+        proposals = [Proposal(c, self.score(c.id, c.prompt, cases, label=f"step {step} train"))
                      for c in candidates]
         for proposal in proposals:
             if proposal.train_accuracy <= baseline:
@@ -149,14 +181,14 @@ class SearchContext:
         model = model or self.optimizer_model
         if model is None:
             raise RuntimeError("this run has no optimizer model")
-        budget = self.scorer.budget
+        budget = self._scorer.budget
         budget.charge(len(requests))
         more = {"first_sample": first_sample} if first_sample else {}
         completions = model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
                                           role="optimizer", **more)
         records = [c.record for c in completions]
         budget.spend(records)
-        self.store.add_calls(self.run_id, records)
+        self._writes.add_calls(self._run_id, records)
         return completions
 
 

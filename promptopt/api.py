@@ -187,9 +187,9 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
     if progress:
         progress(f"resuming run {run_id}: {replay.describe()}")
     report = run_optimization(
-        replay, TASKS[config.task](tools=stored.run.tools, check_arguments=config.check_arguments), stored.seed_prompt,
+        store, TASKS[config.task](tools=stored.run.tools, check_arguments=config.check_arguments), stored.seed_prompt,
         store.cases(stored.case_ids), task_backend, make_strategy(config.strategy, config.strategy_options),
-        evaluator, config, progress, optimizer_backend, splits=stored.splits,
+        evaluator, config, progress, optimizer_backend, splits=stored.splits, writes=replay,
     )
     winner = store.candidate(report["winner"]["candidate_id"])
     return RunResult(run_id=run_id, report=report, best_prompt=winner.prompt, seed_prompt=stored.seed_prompt)

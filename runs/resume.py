@@ -76,10 +76,11 @@ def run_case_order(store: Store, run_id: str) -> list[tuple[int, str]]:
 
 
 class ResumedStore:
-    """`store` as the replayed run sees it: the i-th candidate registered is the i-th stored one (same prompt, else
-    `ResumeDiverged`), stored evaluations are not written again (but redone where their call had failed), the
-    first model calls, steps and BPO pairs the run stored stand for the replay's first ones, and everything past
-    them is written as usual. Status updates and every read go to `store` unchanged."""
+    """`store`'s search writes (`SearchWrites`) as the replayed run makes them: the i-th candidate registered is the
+    i-th stored one (same prompt, else `ResumeDiverged`), stored evaluations are not written again (but redone where
+    their call had failed), the first model calls, steps and BPO pairs the run stored stand for the replay's first
+    ones, and everything past them is written as usual. Status updates go to `store` unchanged; reads go to the
+    store itself, not through this."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self._store, self.run_id = store, run_id
@@ -98,10 +99,6 @@ class ResumedStore:
                                                .where(BpoPairRow.run_id == run_id).order_by(BpoPairRow.id)))
         self._replayed = {"candidates": 0, "calls": 0, "steps": 0, "pairs": 0}
 
-    def __getattr__(self, name: str) -> Any:
-        """Everything not replayed (reads, status updates, heartbeats) is the store's own."""
-        return getattr(self._store, name)
-
     def describe(self) -> str:
         """What the replay will find stored, for the progress log."""
         return (f"replaying {len(self._candidates)} candidates, {len(self._evaluated)} evaluations, "
@@ -113,6 +110,14 @@ class ResumedStore:
         """The resumed run's own id; it is running again."""
         self._store.update_run(self.run_id, status="running", error="", finished_at=None, heartbeat_at=utcnow())
         return self.run_id
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Status, winner and summary updates are the store's own (the last one written wins)."""
+        self._store.update_run(run_id, **values)
+
+    def set_candidate_status(self, candidate_id: int, status: str, rejection: str = "") -> None:
+        """A stored candidate's status is rewritten with the replay's verdict, the same as the run's."""
+        self._store.set_candidate_status(candidate_id, status, rejection)
 
     def add_candidate(self, run_id: str, step: int, prompt: str, operator: str, *args: Any, **kwargs: Any) -> int:
         """The stored candidate the replay has reached (checked to be the same prompt), else a new one."""

@@ -10,8 +10,9 @@ from promptopt.api import optimize, resume
 from promptopt.case import ToolCall
 from promptopt.cli import main
 from promptopt.models.base import CallRecord, Routed
-from promptopt.optimizer.loop import RunFailed, RunInterrupted
+from promptopt.optimizer.loop import RunFailed
 from promptopt.runs.heartbeat import Heartbeat
+from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.resume import ResumeDiverged, ResumeError
 from promptopt.runs.store import Store
 from tests.test_reproduction import RUNS, ScriptedModel

@@ -38,7 +38,7 @@ TOY = '''
             if context.register(candidate, step):
                 return []
             cases = [c for c in context.train if c.id in context.incumbent_train]
-            return [Proposal(candidate, context.scorer.score(candidate.id, candidate.prompt, cases, "toy"))]
+            return [Proposal(candidate, context.score(candidate.id, candidate.prompt, cases, "toy"))]
 '''
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import inspect, text
 
 from promptopt.api import optimize
 from promptopt.cli import main
-from promptopt.optimizer.loop import RunInterrupted
 from promptopt.runs.heartbeat import Heartbeat, shown_status
+from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.store import Store
 from tests.test_reproduction import RUNS, ScriptedModel
 

@@ -126,7 +126,7 @@ class ApoStrategy(StrategyBase):
                 pools[arm].extend(i for i in context.rng.permutation(len(context.train)) if i not in left)
             batch = [context.train[int(i)] for i in pools[arm][: self.pull_size]]
             del pools[arm][: self.pull_size]
-            scored = context.scorer.score(arms[arm].id, arms[arm].prompt, batch, label=f"step {step} apo pull")
+            scored = context.score(arms[arm].id, arms[arm].prompt, batch, label=f"step {step} apo pull")
             results[arm].update(scored)
             return float(np.mean([scored[c.id].passed for c in batch]))
 
@@ -147,7 +147,7 @@ class ApoStrategy(StrategyBase):
         """Gradients from the parent's failures, an edit per gradient, paraphrases per edit."""
         order = context.rng.permutation(len(context.train))[: self.minibatch]
         minibatch = [context.train[int(i)] for i in order]
-        scored = context.scorer.score(parent.id, parent.prompt, minibatch, label=f"step {step} apo minibatch")
+        scored = context.score(parent.id, parent.prompt, minibatch, label=f"step {step} apo minibatch")
         failures = [c for c in minibatch if not scored[c.id].passed]
         if not failures:
             return []

@@ -101,8 +101,8 @@ class OproStrategy(StrategyBase):
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         subset = self._training_subset(context)
         if not self.scored:
-            seed_results = context.scorer.score(context.incumbent.id, context.incumbent.prompt, subset,
-                                                label="opro history: incumbent")
+            seed_results = context.score(context.incumbent.id, context.incumbent.prompt, subset,
+                                         label="opro history: incumbent")
             self.scored.append(Scored(context.incumbent.prompt, accuracy(seed_results), context.incumbent.id))
         meta_prompt = self.meta_prompt(context, subset)
         context.notes["meta_prompt"] = meta_prompt
@@ -156,8 +156,8 @@ class OproStrategy(StrategyBase):
     def _exemplars(self, context: SearchContext, subset: Sequence[Case]) -> list[Case]:
         """Training cases to show, drawn fresh each step: failing ones of the best prompt first."""
         best = max(self.scored, key=lambda s: s.score)
-        results = context.scorer.score(best.candidate_id or context.incumbent.id, best.prompt, subset,
-                                       label="opro exemplars") if best.candidate_id is not None else {}
+        results = context.score(best.candidate_id or context.incumbent.id, best.prompt, subset,
+                                label="opro exemplars") if best.candidate_id is not None else {}
         failing = [c for c in subset if c.id in results and not results[c.id].passed]
         passing = [c for c in subset if c not in failing]
         chosen: list[Case] = []

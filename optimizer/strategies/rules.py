@@ -106,6 +106,6 @@ class RulesStrategy(StrategyBase):
             return []
         sample = stratified_sample([c for c in context.train if c.id not in quoted_ids], self.train_sample,
                                    context.rng)
-        incumbent_results = context.scorer.score(context.incumbent.id, context.incumbent.prompt, sample,
-                                                 label=f"step {step} incumbent")
+        incumbent_results = context.score(context.incumbent.id, context.incumbent.prompt, sample,
+                                          label=f"step {step} incumbent")
         return context.rank_against_incumbent(registered, sample, accuracy(incumbent_results), step)

@@ -69,7 +69,7 @@ class BpoStrategy(StrategyBase):
                                        self.group_size, context.rng)
         pairs = construct_pairs(groups, context.ask_optimizer, context.tool_names, 0.0, self.reply_tokens,
                                 context.max_chars)
-        pair_ids = context.store.add_bpo_pairs(context.run_id, pairs)
+        pair_ids = context.artifacts.add_bpo_pairs(pairs)
         kept = sum(p.kept for p in pairs)
         rewriter = self._rewriter(context)
         completions = rewriter.rewrite(
@@ -107,6 +107,6 @@ class BpoStrategy(StrategyBase):
             return self._finetuned
         if context.optimizer_model is None:
             raise RuntimeError("the prompted BPO rewriter needs an optimizer model")
-        stored = [(p.original, p.optimized) for p in context.store.bpo_pairs()]
+        stored = [(p.original, p.optimized) for p in context.artifacts.bpo_pairs()]
         return prompted_rewriter(context.optimizer_model, stored, context.incumbent.prompt, self.demonstrations)
 

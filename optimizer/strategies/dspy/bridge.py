@@ -175,7 +175,7 @@ class DspyStrategy(StrategyBase):
         )
         if context.register(candidate, step) is not None:
             return [], "its program's prompt failed validation"
-        results = context.scorer.score(candidate.id, prompt, pool, label=f"step {step} {self.name} train")
+        results = context.score(candidate.id, prompt, pool, label=f"step {step} {self.name} train")
         proposal = Proposal(candidate, results)
         return [proposal], f"its program scores {accuracy(results):.1%} on {len(pool)} training cases"
 
@@ -214,7 +214,7 @@ class _Trials:
         if candidate_id is None:
             return None
         try:
-            return self.context.scorer.score(candidate_id, prompt, [case], label=f"step {self.step} {self.name}")[case.id]
+            return self.context.score(candidate_id, prompt, [case], label=f"step {self.step} {self.name}")[case.id]
         except BudgetExhausted as error:
             self.exhausted = error
             raise
