@@ -1,18 +1,21 @@
-"""Shared fixtures: the bundled task, a fresh SQLite store per test, and one embedded model per session."""
+"""Shared fixtures: the bundled task, a fresh SQLite store per test, one embedded model per session, and the
+case sets and endpoints that more than one test module uses (fixtures live here so that no test module
+imports another; plain helpers are in `tests/support.py`, fakes in `tests/fakes.py`)."""
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 
+from promptopt.case import Case, ToolCall
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
+from promptopt.server import ChatServer, EmbeddedResponder
 from promptopt.tasks import bundled_task
+from tests.fakes import TOOL_NAMES
 from tests.postgres import postgres_cluster, store_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, a fresh store)
+from tests.support import share_weights, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 # The suite's mechanics run on SmolLM2-135M, five times faster than the default Qwen2.5-Coder-0.5B; the tests of
 # the default itself (test_native_routing.py) name it. Set before anything builds a backend or a subprocess.
 os.environ.setdefault("PROMPTOPT_EMBEDDED_MODEL", "smollm2-135m")
@@ -50,14 +53,11 @@ def shared_weights(monkeypatch, embedded):
     return share_weights(monkeypatch, embedded)
 
 
-def share_weights(monkeypatch: pytest.MonkeyPatch, embedded):
-    """Make embedded backends built from now on reuse `embedded`'s loaded weights (for fixtures of any scope)."""
-    from promptopt.models import embedded as module
-
-    original = module.EmbeddedModel
-    monkeypatch.setattr(module, "EmbeddedModel",
-                        lambda **kw: original(model=embedded._model, tokenizer=embedded._tokenizer, **kw))
-    return embedded
+@pytest.fixture
+def server(shared_weights):
+    """`promptopt serve`'s server in process: the session's embedded model behind the chat-completions API."""
+    with ChatServer(EmbeddedResponder(check_arguments=False)) as running:
+        yield running
 
 
 @pytest.fixture
@@ -74,12 +74,32 @@ def small_case_file(tmp_path, task):
     return write_jsonl(tmp_path / "small.jsonl", picked)
 
 
-def write_jsonl(path: Path, records: list) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
+@pytest.fixture(scope="module")
+def bundled_cases(task):
+    """The bundled task's single-turn cases (no context)."""
+    cases = [c for path in task.case_files for c in read_cases(path, task.tools)]
+    return [c for c in cases if not c.context]
 
 
-def case_record(query: str, tool: str | None, label: str = "bad", **extra) -> dict:
-    record = {"query": query, "context": [], "expected": {"tool": tool, "arguments": {}}, "label": label}
-    record.update(extra)
-    return record
+@pytest.fixture(scope="module")
+def expected(bundled_cases):
+    """Each bundled single-turn case's expected tool, by query: the answers `ExamplesRouter` is scripted with."""
+    return {c.query: c.expected.name for c in bundled_cases}
+
+
+@pytest.fixture
+def bundled_case_file(tmp_path, bundled_cases):
+    """A case file of every second bundled single-turn case, without the model's actual answers."""
+    records = [{"query": c.query, "expected": c.expected.to_json(), "label": c.label} for c in bundled_cases[::2]]
+    return write_jsonl(tmp_path / "cases.jsonl", records)
+
+
+@pytest.fixture
+def scripted_cases(store):
+    """120 stored bad cases of the scripted shop task (`tests.fakes.TOOLS`) that the OPRO, APO and BPO tests
+    route with `RuleRouter`: `request {i} about {tool}`, the expected tool cycling through the four tools and none."""
+    made = []
+    for i in range(120):
+        tool = [*TOOL_NAMES, "none"][i % 5]
+        made.append(Case(query=f"request {i} about {tool}", expected=ToolCall(tool), label="bad"))
+    return store.cases(store.import_cases(made).case_ids)

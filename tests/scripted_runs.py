@@ -17,8 +17,8 @@ from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks import bundled_task
-from tests.conftest import ROOT, write_jsonl
-from tests.test_openai_backend import ExamplesRouter
+from tests.fakes import ExamplesRouter
+from tests.support import ROOT, write_jsonl
 
 T = TypeVar("T")
 

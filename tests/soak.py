@@ -19,6 +19,7 @@ from promptopt.runs.export import RunNotFinished, export_prompt
 from promptopt.runs.heartbeat import HEARTBEAT_ENV, shown_status
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
+from tests.fakes import ExamplesRouter
 from tests.scripted_runs import (
     differences,
     integrity_ok,
@@ -29,7 +30,6 @@ from tests.scripted_runs import (
     start,
     wait_until,
 )
-from tests.test_openai_backend import ExamplesRouter
 
 RUN_FLAGS = ("--steps", "3", "--concurrency", "4")
 HEARTBEAT_S = 0.1

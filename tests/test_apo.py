@@ -9,8 +9,7 @@ from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.optimizer.strategies.apo import ApoStrategy, between_tags
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.tasks.tool_routing import ToolRoutingTask
-from tests.fakes import FakeWriter
-from tests.test_opro import SEED, TOOLS, RuleRouter, cases  # noqa: F401  (cases is a fixture)
+from tests.fakes import SEED, TOOLS, FakeWriter, RuleRouter
 
 
 class GradientScript(FakeWriter):
@@ -40,11 +39,11 @@ class GradientScript(FakeWriter):
         return f"<START>{prompt}\n(variation {self.calls['paraphrase']})<END>"
 
 
-def test_apo_pipeline(store, cases):
+def test_apo_pipeline(store, scripted_cases):
     optimizer = GradientScript()
-    router = RuleRouter(cases)
+    router = RuleRouter(scripted_cases)
     strategy = ApoStrategy(minibatch=24, eval_budget=40, pull_size=8, beam_width=3, max_successors=4)
-    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, router, strategy,
+    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, scripted_cases, router, strategy,
                               ToolCallEvaluator(), RunConfig(steps=3, max_broken=0), optimizer_model=optimizer)
     run_id = report["run_id"]
 

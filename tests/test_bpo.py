@@ -26,9 +26,8 @@ from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.store import Store
 from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks.tool_routing import ToolRoutingTask
-from tests.conftest import write_jsonl
-from tests.fakes import FakeWriter
-from tests.test_opro import PROTECTED, SEED, TOOLS, RuleRouter, cases, prompt_with  # noqa: F401
+from tests.fakes import PROTECTED, SEED, TOOLS, FakeWriter, RuleRouter, prompt_with
+from tests.support import write_jsonl
 
 ANALYSIS = "Step 1: the bad responses all chose none. Step 2: the prompt never says when to call a tool."
 
@@ -59,13 +58,13 @@ class BpoScript(FakeWriter):
         return self.analyses.pop(0)
 
 
-def run_bpo(store, cases, script, **options):  # noqa: F811
+def run_bpo(store, cases, script, **options):
     strategy = BpoStrategy(**options)
     return run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, RuleRouter(cases), strategy,
                             ToolCallEvaluator(), RunConfig(steps=1, max_broken=0), optimizer_model=script)
 
 
-def test_pairs_are_filtered_stored_and_rewrites_accepted(store, cases):  # noqa: F811
+def test_pairs_are_filtered_stored_and_rewrites_accepted(store, scripted_cases):
     script = BpoScript(
         analyses=[tagged(prompt_with(1)),                                  # kept
                   tagged(prompt_with(4) + "Be extremely thorough. " * 40),  # length ratio > 3
@@ -74,7 +73,7 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, cases):  # noqa:
                   tagged(prompt_with(1)),                                  # duplicate of the first
                   "I think the prompt is fine."],                           # no improved prompt
         rewrites=[prompt_with(3, 1), prompt_with(2, 2), prompt_with(3, 1)])
-    report = run_bpo(store, cases, script, mode="aggressive", samples=3, feedback_groups=6, group_size=2)
+    report = run_bpo(store, scripted_cases, script, mode="aggressive", samples=3, feedback_groups=6, group_size=2)
     run_id = report["run_id"]
 
     # each group shows wrong cases (chosen vs right) and right ones, and asks for reasoning, then tags
@@ -117,9 +116,9 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, cases):  # noqa:
     assert [m["role"] for m in json.loads(line)["messages"]] == ["system", "user", "assistant"]
 
 
-def test_every_rewrite_invalid_is_said_plainly(store, cases):  # noqa: F811
+def test_every_rewrite_invalid_is_said_plainly(store, scripted_cases):
     script = BpoScript(analyses=["no tags here"], rewrites=["You help shoppers."])
-    report = run_bpo(store, cases, script, feedback_groups=1)
+    report = run_bpo(store, scripted_cases, script, feedback_groups=1)
     assert report["status"] == "finished" and report["winner"]["candidate_id"] == report["seed"]["candidate_id"]
     step = store.steps(report["run_id"])[1]
     assert "0 of 1 pairs kept (1x no improved prompt in the reply)" in step.message
@@ -179,7 +178,7 @@ def test_cli_preference_import_is_all_or_nothing_and_export(tmp_path, monkeypatc
         ("Be helpful to shoppers.", "Be helpful to shoppers: answer what they asked.")]
 
 
-def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypatch, tmp_path):  # noqa: F811
+def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, scripted_cases, monkeypatch, tmp_path):
     class FineTuned(BpoScript):
         name = "rewriter:scripted"
 
@@ -187,7 +186,7 @@ def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, cases, monkeypa
     monkeypatch.setattr("promptopt.optimizer.strategies.bpo.load_rewriter",
                         lambda path: Rewriter("fine-tuned", rewriter_model, source=str(path)))
     script = BpoScript(analyses=[tagged(prompt_with(1))], rewrites=[])
-    report = run_bpo(store, cases, script, feedback_groups=1, rewriter=str(tmp_path))
+    report = run_bpo(store, scripted_cases, script, feedback_groups=1, rewriter=str(tmp_path))
     (candidate,) = [c for c in store.candidates(report["run_id"]) if c.operator == "bpo-fine-tuned"]
     assert candidate.details["source"] == str(tmp_path) and candidate.details["demonstrations"] == 0
     assert [m["role"] for m in rewriter_model.rewrite_requests[0]] == ["system", "user"]

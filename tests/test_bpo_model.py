@@ -13,7 +13,6 @@ from promptopt.cli import main
 from promptopt.optimizer.strategies.bpo.pairs import export_jsonl
 from promptopt.optimizer.strategies.bpo.rewriter import MODES, load_rewriter
 from promptopt.runs.store import Store
-from tests.test_serve import server  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.model
 
@@ -49,7 +48,7 @@ def test_bpo_train_lowers_loss_and_saves_a_rewriter(tmp_path):
     assert rewriter.kind == "fine-tuned" and not completion.error and completion.text.strip()
 
 
-def test_bpo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):  # noqa: F811
+def test_bpo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     result = optimize(cases=[small_case_file], strategy="bpo", optimizer_model="embedded",
                       optimizer_base_url=server.base_url, db=db, steps=1, feedback_groups=1, group_size=2,

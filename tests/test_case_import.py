@@ -11,7 +11,7 @@ from promptopt.api import import_case_files
 from promptopt.cli import main
 from promptopt.runs.case_import import CaseFileError, read_cases
 from promptopt.runs.store import Store
-from tests.conftest import case_record, write_jsonl
+from tests.support import case_record, write_jsonl
 
 
 def test_bundled_cases_meet_the_task_description(task):

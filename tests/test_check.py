@@ -12,9 +12,9 @@ from promptopt.cli import main
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
-from tests.conftest import write_jsonl
 from promptopt.optimizer.prompt_text import render_demo
-from tests.test_openai_backend import ExamplesRouter
+from tests.fakes import ExamplesRouter
+from tests.support import write_jsonl
 
 GOOD_TOOLS = ("get_order_status", "find_stores", "get_promotions")
 BAD_TOOLS = ("manage_cart", "get_member_points")

@@ -8,7 +8,7 @@ import pytest
 
 from promptopt.models.openai_compat import Endpoint, OpenAICompatibleModel
 from promptopt.server import ChatServer
-from tests.test_openai_backend import ExamplesRouter
+from tests.fakes import ExamplesRouter
 
 TOOLS = [{"type": "function", "function": {"name": "find_stores", "parameters": {"type": "object"}}}]
 RUNS_PER_LEVEL = 20

@@ -23,8 +23,7 @@ from promptopt.runs.export import export_prompt
 from promptopt.runs.store import Store
 from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks.tool_routing import ToolRoutingTask
-from tests.fakes import FakeRouter, FakeWriter
-from tests.test_opro import PROTECTED, SEED, TOOL_NAMES, TOOLS
+from tests.fakes import PROTECTED, SEED, TOOL_NAMES, TOOLS, FakeRouter, FakeWriter
 
 JUNK = "lol junk"
 

@@ -17,8 +17,8 @@ from promptopt.evaluators import (AllMustPass, EvaluatorError, EvaluatorSettings
 from promptopt.evaluators.tool_call import iso_date
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
-from tests.conftest import write_jsonl
-from tests.fakes import FakeRouter
+from tests.fakes import ReplyRouter
+from tests.support import write_jsonl
 
 BFCL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl_v4" / "data"
 
@@ -155,21 +155,6 @@ def test_registry_accepts_names_weights_callables_and_rejects_unknown_names():
         build_evaluator(["tool_name=2", "json_schema"], EvaluatorSettings(tools=TOOLS), all_must_pass=True)
     with pytest.raises(ValueError, match="outside"):
         build_evaluator([lambda c, o: 2])(case("none"), ToolCall())
-
-
-class ReplyRouter(FakeRouter):
-    """A scripted task model: the expected tool with a made-up `quantity`, and a reply text."""
-
-    name = "scripted"
-    route_tokens = (5, 1)
-
-    def __init__(self, cases):
-        self.cases = {c.query: c for c in cases}
-
-    def choose(self, system_prompt, conversation):
-        expected = self.cases[conversation[-1]["content"]].expected
-        arguments = {"action": "add", "quantity": "two"} if expected.name == "manage_cart" else {}
-        return ToolCall(expected.name, arguments, text="好的")
 
 
 def test_runs_store_each_evaluators_score_and_show_a_breakdown(tmp_path, small_case_file, task):

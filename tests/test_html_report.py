@@ -18,8 +18,8 @@ from promptopt.case import ToolCall, choice_text
 from promptopt.cli import main
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
-from tests.conftest import share_weights, write_jsonl
 from tests.html_tables import external_references, table_rows
+from tests.support import share_weights, write_jsonl
 
 pytestmark = pytest.mark.model
 

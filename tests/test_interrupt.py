@@ -15,6 +15,7 @@ from promptopt.cli import main
 from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
+from tests.fakes import ExamplesRouter
 from tests.scripted_runs import (
     Stalling,
     differences,
@@ -26,7 +27,6 @@ from tests.scripted_runs import (
     start,
     wait_until,
 )
-from tests.test_openai_backend import ExamplesRouter
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

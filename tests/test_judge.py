@@ -12,7 +12,7 @@ from promptopt.runs.case_import import read_cases
 from promptopt.runs.tables import ModelCallRow
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
-from tests.test_evaluators_builtin import ReplyRouter
+from tests.fakes import ReplyRouter
 
 
 class ScriptedJudge:

@@ -13,7 +13,7 @@ from promptopt.cli import main
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.log_import import read_labels, read_source, resolve_format
 from promptopt.runs.store import Store
-from tests.conftest import write_jsonl
+from tests.support import write_jsonl
 
 
 def tool_call(name: str, arguments: dict, call_id: str = "call_1") -> dict:

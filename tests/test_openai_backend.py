@@ -21,39 +21,12 @@ from promptopt.models.pricing import PriceFileError, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy
 from promptopt.models.settings import ModelSettingsError
-from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer, FaultPlan
-from tests.conftest import write_jsonl
+from tests.fakes import ExamplesRouter
 
 FAST_RETRY = RetryPolicy(attempts=10, base_s=0.01, cap_s=0.05)
 SECRET = "sk-test-SECRET-0123456789"
-
-
-class ExamplesRouter:
-    """A scripted chat model: it calls a case's expected tool when the system prompt shows an example call of
-    that tool (`{"name": "tool", ...}`), and otherwise answers in plain text (no tool). Tool-less requests get an echo."""
-
-    model_name = "scripted"
-
-    def __init__(self, expected: dict[str, str], reject_tools: bool = False) -> None:
-        self.expected = expected
-        self.reject_tools = reject_tools
-        self.seen_auth: list[str] = []
-
-    def respond(self, request):
-        system = "\n".join(m["content"] for m in request["messages"] if m["role"] == "system")
-        query = request["messages"][-1]["content"]
-        tool = self.expected.get(query, NO_TOOL)
-        shown = tool != NO_TOOL and f'"name": "{tool}"' in system
-        if not request.get("tools"):
-            if "## Tools" in system:  # the text protocol
-                return {"role": "assistant", "content": f'{tool if shown else "none"} {{"q": 1}}'}, 30, 5
-            return {"role": "assistant", "content": f"echo {query}"}, 10, 3
-        if shown:
-            call = {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": '{"q": "x"}'}}
-            return {"role": "assistant", "content": None, "tool_calls": [call]}, 40, 8
-        return {"role": "assistant", "content": "Happy to help!"}, 40, 4
 
 
 class RejectingTools(ExamplesRouter):
@@ -63,23 +36,6 @@ class RejectingTools(ExamplesRouter):
         if request.get("tools"):
             raise ValueError("tools are not supported")
         return super().respond(request)
-
-
-@pytest.fixture(scope="module")
-def bundled_cases(task):
-    cases = [c for path in task.case_files for c in read_cases(path, task.tools)]
-    return [c for c in cases if not c.context]
-
-
-@pytest.fixture(scope="module")
-def expected(bundled_cases):
-    return {c.query: c.expected.name for c in bundled_cases}
-
-
-@pytest.fixture
-def case_file(tmp_path, bundled_cases):
-    records = [{"query": c.query, "expected": c.expected.to_json(), "label": c.label} for c in bundled_cases[::2]]
-    return write_jsonl(tmp_path / "cases.jsonl", records)
 
 
 def backend(server: ChatServer, cache_dir: Path | None = None, **kwargs) -> OpenAICompatibleModel:
@@ -129,13 +85,13 @@ def test_retry_after_is_honoured(expected, task):
     assert elapsed >= 0.8  # two waits of the advertised 0.4 s, though the policy's own backoff is zero
 
 
-def test_a_call_failing_every_retry_fails_that_evaluation_visibly_not_the_run(tmp_path, case_file, expected):
+def test_a_call_failing_every_retry_fails_that_evaluation_visibly_not_the_run(tmp_path, bundled_case_file, expected):
     faults = FaultPlan(rate=0.3, kinds=("server_error",), seed=1)
     db = f"sqlite:///{tmp_path / 'store.db'}"
     messages = []
     with ChatServer(ExamplesRouter(expected), faults=faults) as server:
         model = backend(server, retry=RetryPolicy(attempts=1, base_s=0.0, cap_s=0.0))
-        result = optimize(cases=[case_file], model=model, db=db, steps=1, progress=messages.append)
+        result = optimize(cases=[bundled_case_file], model=model, db=db, steps=1, progress=messages.append)
     report = result.report
     assert report["status"] == "finished"
     assert 0 < report["failed_calls"] < report["model_calls"]
@@ -146,11 +102,12 @@ def test_a_call_failing_every_retry_fails_that_evaluation_visibly_not_the_run(tm
     assert any(e.error.startswith("InternalServerError 500") for e in failed)
 
 
-def test_a_run_whose_every_call_fails_is_a_failed_run_not_a_zero_score(tmp_path, case_file, expected):
+def test_a_run_whose_every_call_fails_is_a_failed_run_not_a_zero_score(tmp_path, bundled_case_file, expected):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     with ChatServer(ExamplesRouter(expected)) as server:  # a wrong URL: every call is a 404, as a bad key is a 401
-        result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "scripted", "--base-url",
-                                           server.base_url.replace("/v1", "/nowhere"), "--db", db, "--quiet"])
+        result = CliRunner().invoke(main, ["run", "--cases", str(bundled_case_file), "--model", "scripted",
+                                           "--base-url", server.base_url.replace("/v1", "/nowhere"), "--db", db,
+                                           "--quiet"])
     assert result.exit_code == 1
     assert "every task-model call failed" in result.output and "NotFoundError 404" in result.output
     (run,) = Store(db).runs()
@@ -183,13 +140,14 @@ def test_text_protocol_parsing():
     assert parse_text_protocol("", names).name == NO_TOOL
 
 
-def test_run_with_30_percent_faults_ends_with_the_fault_free_winner(tmp_path, case_file, expected):
+def test_run_with_30_percent_faults_ends_with_the_fault_free_winner(tmp_path, bundled_case_file, expected):
     outcomes = []
     for rate in (0.0, 0.3):
         faults = FaultPlan(rate=rate, stall_s=1.0, retry_after_s=0.02, seed=7)
         with ChatServer(ExamplesRouter(expected), faults=faults) as server:
             model = backend(server, concurrency=8)
-            result = optimize(cases=[case_file], model=model, db=f"sqlite:///{tmp_path / f'{rate}.db'}", steps=2)
+            result = optimize(cases=[bundled_case_file], model=model, db=f"sqlite:///{tmp_path / f'{rate}.db'}",
+                              steps=2)
             outcomes.append((result, sum(server.injected.values())))
     (clean, no_faults), (faulty, injected) = outcomes
     assert no_faults == 0 and injected > 50
@@ -199,11 +157,11 @@ def test_run_with_30_percent_faults_ends_with_the_fault_free_winner(tmp_path, ca
     assert faulty.report["model_calls"] == clean.report["model_calls"]
 
 
-def test_rerunning_a_finished_run_makes_no_new_calls(tmp_path, case_file, expected):
+def test_rerunning_a_finished_run_makes_no_new_calls(tmp_path, bundled_case_file, expected):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     runner = CliRunner()
     with ChatServer(ExamplesRouter(expected)) as server:
-        args = ["run", "--cases", str(case_file), "--model", "scripted", "--base-url", server.base_url,
+        args = ["run", "--cases", str(bundled_case_file), "--model", "scripted", "--base-url", server.base_url,
                 "--db", db, "--json", "--quiet"]
         first = json.loads(runner.invoke(main, args, catch_exceptions=False).output.strip().splitlines()[-1])
         requests = server.requests
@@ -230,15 +188,15 @@ def test_sampled_completions_keep_one_cache_entry_per_sample(tmp_path, expected)
     assert all(r.record.cache_hit for r in again) and not any(r.record.cache_hit for r in first)
 
 
-def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, case_file, expected, monkeypatch):
+def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, bundled_case_file, expected, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     db_path = tmp_path / "store.db"
     messages = []
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"prices": {"scripted": {"input": 1000.0, "output": 2000.0}}}))
     with ChatServer(ExamplesRouter(expected)) as server:
-        result = optimize(cases=[case_file], model="scripted", base_url=server.base_url, db=f"sqlite:///{db_path}",
-                          config_file=config, progress=messages.append)
+        result = optimize(cases=[bundled_case_file], model="scripted", base_url=server.base_url,
+                          db=f"sqlite:///{db_path}", config_file=config, progress=messages.append)
     report = result.report
     expected_cost = (report["tokens_in"] * 1000.0 + report["tokens_out"] * 2000.0) / 1e6
     assert report["cost_usd"] == pytest.approx(expected_cost) and report["cost_usd"] > 0
@@ -253,10 +211,10 @@ def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, case_file, 
         assert SECRET.encode() not in blob
 
 
-def test_token_and_dollar_budgets_stop_the_search(tmp_path, case_file, expected):
+def test_token_and_dollar_budgets_stop_the_search(tmp_path, bundled_case_file, expected):
     with ChatServer(ExamplesRouter(expected)) as server:
         model = backend(server)
-        result = optimize(cases=[case_file], model=model, db=f"sqlite:///{tmp_path / 'a.db'}", max_tokens=2000)
+        result = optimize(cases=[bundled_case_file], model=model, db=f"sqlite:///{tmp_path / 'a.db'}", max_tokens=2000)
     assert any("token budget" in s["message"] for s in result.report["steps"])
     assert result.best_prompt == result.seed_prompt
 
@@ -294,8 +252,8 @@ def test_price_table(tmp_path):
         load_prices(custom)
 
 
-def test_estimate_prints_calls_tokens_and_cost_without_calling_anything(case_file):
-    result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "gpt-4o-mini", "--estimate",
+def test_estimate_prints_calls_tokens_and_cost_without_calling_anything(bundled_case_file):
+    result = CliRunner().invoke(main, ["run", "--cases", str(bundled_case_file), "--model", "gpt-4o-mini", "--estimate",
                                        "--json"], env={"OPENAI_API_KEY": ""})
     assert result.exit_code == 0, result.output
     estimate = json.loads(result.output.strip().splitlines()[-1])
@@ -304,9 +262,9 @@ def test_estimate_prints_calls_tokens_and_cost_without_calling_anything(case_fil
     assert estimate["judge_calls"] == 0
 
 
-def test_estimate_counts_a_judges_calls_as_the_budget_does(case_file):
+def test_estimate_counts_a_judges_calls_as_the_budget_does(bundled_case_file):
     """A judge scores every case the task model answers, so it doubles the calls the budget will count."""
-    base = ["run", "--cases", str(case_file), "--model", "gpt-4o-mini", "--estimate", "--json"]
+    base = ["run", "--cases", str(bundled_case_file), "--model", "gpt-4o-mini", "--estimate", "--json"]
     plain = json.loads(CliRunner().invoke(main, base, env={"OPENAI_API_KEY": ""}).output.strip().splitlines()[-1])
     result = CliRunner().invoke(main, [*base, "--evaluator", "tool_name", "--evaluator", "judge",
                                        "--judge-model", "gpt-4o"], env={"OPENAI_API_KEY": ""})
@@ -335,14 +293,14 @@ class EchoKey401(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_key_echoed_by_the_endpoint_is_neither_stored_nor_printed(tmp_path, case_file, monkeypatch):
+def test_a_key_echoed_by_the_endpoint_is_neither_stored_nor_printed(tmp_path, bundled_case_file, monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoKey401)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     db_path = tmp_path / "store.db"
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     try:
-        result = CliRunner().invoke(main, ["run", "--cases", str(case_file), "--model", "scripted", "--base-url",
-                                           f"http://127.0.0.1:{server.server_address[1]}/v1",
+        result = CliRunner().invoke(main, ["run", "--cases", str(bundled_case_file), "--model", "scripted",
+                                           "--base-url", f"http://127.0.0.1:{server.server_address[1]}/v1",
                                            "--db", f"sqlite:///{db_path}"])
     finally:
         server.shutdown()

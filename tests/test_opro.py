@@ -3,45 +3,14 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.prompt_text import first_tagged as extract_prompt
 from promptopt.optimizer.strategies.opro import OproStrategy
 from promptopt.tasks.tool_routing import ToolRoutingTask
-from tests.fakes import FakeRouter, FakeWriter
+from tests.fakes import PROTECTED, SEED, TOOLS, FakeWriter, RuleRouter, prompt_with
 
-TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")
-TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
-         for n in TOOL_NAMES]
-PROTECTED = "<!-- protected -->\nNo medical advice.\n<!-- /protected -->"
-SEED = f"You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n{PROTECTED}\n"
 PAIR = re.compile(r"text:\n(.*?)\nscore:\n(\S+)", re.S)
-
-
-def prompt_with(rules: int, variant: int = 0) -> str:
-    """A valid prompt that teaches the first `rules` tools (the scripted router rewards exactly that)."""
-    lines = [f"{name} handles its own requests." for name in TOOL_NAMES[:rules]]
-    return f"Variant {variant}. You help shoppers. Tools: {', '.join(TOOL_NAMES)}.\n" + "\n".join(lines) + \
-        f"\n{PROTECTED}\n"
-
-
-class RuleRouter(FakeRouter):
-    """Routes a case right when the prompt has a `TOOL handles` rule for its tool, else says none; records
-    every prompt it was asked to run."""
-
-    name = "scripted-task"
-
-    def __init__(self, cases: list[Case]) -> None:
-        self.expected = {c.query: c.expected.name for c in cases}
-        self.prompts: set[str] = set()
-
-    def choose(self, system_prompt, conversation):
-        self.prompts.add(system_prompt)
-        tool = self.expected[conversation[-1]["content"]]
-        return tool if f"{tool} handles" in system_prompt else "none"
 
 
 class ScriptedOptimizer(FakeWriter):
@@ -64,16 +33,7 @@ def wrap(prompt: str) -> str:
     return f"Here is my prompt:\n<PROMPT>{prompt}</PROMPT>\nHope it helps."
 
 
-@pytest.fixture
-def cases(store):
-    made = []
-    for i in range(120):
-        tool = [*TOOL_NAMES, "none"][i % 5]
-        made.append(Case(query=f"request {i} about {tool}", expected=ToolCall(tool), label="bad"))
-    return store.cases(store.import_cases(made).case_ids)
-
-
-def test_opro_meta_prompt_history_filtering_and_winner(store, cases):
+def test_opro_meta_prompt_history_filtering_and_winner(store, scripted_cases):
     invalid = SEED.replace("No medical advice.", "Anything goes.")
     dropped_tool = prompt_with(2).replace("manage_cart", "the cart")
     script = [
@@ -87,9 +47,9 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, cases):
         [wrap(prompt_with(4, v)) for v in range(26, 34)],
     ]
     optimizer = ScriptedOptimizer(script)
-    router = RuleRouter(cases)
+    router = RuleRouter(scripted_cases)
     strategy = OproStrategy(train_sample=30)
-    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, router, strategy,
+    report = run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, scripted_cases, router, strategy,
                               ToolCallEvaluator(), RunConfig(steps=5, max_broken=0), optimizer_model=optimizer)
 
     # meta-prompts: at most 20 pairs, sorted ascending, integer scores in 0..100, exemplars shown
@@ -130,9 +90,9 @@ def test_extract_prompt():
     assert extract_prompt("  plain reply ") == "plain reply"
 
 
-def test_chinese_meta_prompt(store, cases):
+def test_chinese_meta_prompt(store, scripted_cases):
     optimizer = ScriptedOptimizer([[wrap(prompt_with(1))]])
-    run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, RuleRouter(cases),
+    run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, scripted_cases, RuleRouter(scripted_cases),
                      OproStrategy(candidates=1, language="zh"), ToolCallEvaluator(), RunConfig(steps=1),
                      optimizer_model=optimizer)
     meta = optimizer.meta_prompts[0]

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from promptopt.cli import main
 from promptopt.progress import LineProgress, counter
 from promptopt.server import ChatServer
-from tests.conftest import ROOT
+from tests.fakes import ExamplesRouter
 from tests.scripted_runs import scripted_task
-from tests.test_openai_backend import ExamplesRouter
+from tests.support import ROOT
 
 LINE = re.compile(r"^\[\s*\d+\.\ds\] \S")
 

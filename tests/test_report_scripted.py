@@ -12,9 +12,9 @@ from promptopt.cli import main
 from promptopt.runs.html_report import render_report
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
+from tests.fakes import ExamplesRouter
 from tests.html_tables import table_rows
 from tests.scripted_runs import Stalling, run_command, scripted_task, start
-from tests.test_openai_backend import ExamplesRouter
 
 
 def test_an_interrupted_runs_report_says_so_and_resuming_writes_the_finished_one(tmp_path):

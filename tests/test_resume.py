@@ -15,8 +15,7 @@ from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.resume import ResumeDiverged, ResumeError
 from promptopt.runs.store import Store
-from tests.test_reproduction import RUNS, ScriptedModel
-from tests.test_unfinished_runs import OPTIONS, Interrupting, interrupted_run
+from tests.fakes import OPTIONS, RUNS, Interrupting, ScriptedModel, interrupted_run
 
 
 class Failing(ScriptedModel):

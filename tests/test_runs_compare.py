@@ -13,10 +13,10 @@ from promptopt.cli import main
 from promptopt.runs.report import run_report
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
-from tests.conftest import write_jsonl
+from tests.fakes import ExamplesRouter
 from tests.html_tables import external_references, table_rows
 from tests.scripted_runs import scripted_task
-from tests.test_openai_backend import ExamplesRouter
+from tests.support import write_jsonl
 
 
 @pytest.fixture(scope="module")

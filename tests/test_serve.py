@@ -14,16 +14,9 @@ from promptopt.api import optimize
 from promptopt.case import NO_TOOL
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
-from promptopt.server import ChatServer, EmbeddedResponder
-from tests.conftest import case_record, write_jsonl
+from tests.support import case_record, write_jsonl
 
 pytestmark = pytest.mark.model
-
-
-@pytest.fixture
-def server(shared_weights):
-    with ChatServer(EmbeddedResponder(check_arguments=False)) as running:
-        yield running
 
 
 def test_sdk_gets_tool_calls_text_and_the_model_list(server, task, embedded):

@@ -19,7 +19,7 @@ from promptopt.runs import store as store_module
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.store import CaseRejected, Store
 from promptopt.runs.tables import MAX_SOURCE, MAX_TOOL_NAME, StagedCaseRow
-from tests.conftest import ROOT, case_record, write_jsonl
+from tests.support import ROOT, case_record, write_jsonl
 
 NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 

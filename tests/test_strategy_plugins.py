@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from promptopt.cli import main
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer
-from tests.conftest import ROOT
-from tests.test_openai_backend import ExamplesRouter, bundled_cases, case_file, expected  # noqa: F401
+from tests.fakes import ExamplesRouter
+from tests.support import ROOT
 
 TOY = '''
     """Appends `examples` training cases as example exchanges, the only idea it has."""
@@ -52,14 +52,15 @@ def toy_module(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def endpoint(expected):  # noqa: F811
+def endpoint(expected):
     with ChatServer(ExamplesRouter(expected)) as server:
         yield server.base_url
 
 
-def test_a_strategy_module_runs_from_the_cli_with_its_own_option(tmp_path, toy_module, endpoint, case_file):  # noqa: F811
+def test_a_strategy_module_runs_from_the_cli_with_its_own_option(tmp_path, toy_module, endpoint, bundled_case_file):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    common = ["run", "--cases", str(case_file), "--model", "scripted", "--base-url", endpoint, "--db", db, "--quiet"]
+    common = ["run", "--cases", str(bundled_case_file), "--model", "scripted", "--base-url", endpoint, "--db", db,
+              "--quiet"]
     runner = CliRunner()
 
     shown = runner.invoke(main, ["run", "--strategy", toy_module, "--help"])

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from promptopt.cli import main
 from promptopt.runs.store import Store
 from promptopt.tasks import TaskFileError, load_prompt, load_tools
-from tests.conftest import case_record, write_jsonl
+from tests.support import case_record, write_jsonl
 
 SEED = "Route to get_order_status or find_stores.\n<!-- protected -->\nNever share card numbers.\n<!-- /protected -->\n"
 UNPAIRED = [

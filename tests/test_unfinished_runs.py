@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
@@ -15,40 +14,10 @@ from promptopt.cli import main
 from promptopt.runs.heartbeat import Heartbeat, shown_status
 from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.store import Store
-from tests.test_reproduction import RUNS, ScriptedModel
+from tests.fakes import OPTIONS, RUNS, ScriptedModel, interrupted_run
 
-OPTIONS = dict(seed=3, cache=False, max_broken=1000)
 DEMOS_CALLS = 558
 """Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 301."""
-
-
-class Interrupting(ScriptedModel):
-    """The scripted model, with Ctrl-C arriving when its `stop_at`-th call is made."""
-
-    def __init__(self, task, stop_at: int) -> None:
-        super().__init__(task)
-        self.calls, self.stop_at = 0, stop_at
-
-    def count(self, calls: int) -> None:
-        self.calls += calls
-        if self.calls >= self.stop_at:
-            raise KeyboardInterrupt
-
-    def route(self, system_prompt, tools, conversations, check_arguments=False):
-        self.count(len(conversations))
-        return super().route(system_prompt, tools, conversations, check_arguments)
-
-    def generate_many(self, requests, *args, **kwargs):
-        self.count(len(requests))
-        return super().generate_many(requests, *args, **kwargs)
-
-
-def interrupted_run(db: str, task, strategy: str, stop_at: int) -> str:
-    """Start `strategy`'s scripted run and stop it with Ctrl-C at its `stop_at`-th model call; its run id."""
-    model = Interrupting(task, stop_at)
-    with pytest.raises(RunInterrupted) as stopped:
-        optimize(strategy=strategy, model=model, optimizer_model=model, db=db, **OPTIONS, **RUNS[strategy])
-    return stopped.value.run_id
 
 
 def test_ctrl_c_stores_the_run_as_interrupted(tmp_path, task):
