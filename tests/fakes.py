@@ -13,8 +13,8 @@ import pytest
 from promptopt.api import optimize
 from promptopt.case import NO_TOOL, Case, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.optimizer.loop import RunInterrupted
 from promptopt.runs.case_import import read_cases
+from promptopt.runs.lifecycle import RunInterrupted
 
 TOOL_NAMES = ("get_order_status", "find_stores", "get_promotions", "manage_cart")
 """The shop task the scripted strategy tests (OPRO, APO, BPO, DSPy) optimize: four tools without parameters
