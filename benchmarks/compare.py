@@ -94,7 +94,7 @@ def run_one(dataset: str, strategy: str, inputs: dict[str, Any], args: argparse.
     steps = SMALL_STEPS.get(strategy) if args.scale == "small" else None
     started = time.perf_counter()
     try:
-        result = optimize(strategy=strategy, steps=steps, seed=args.seed, db=db, max_calls=args.budget_calls,
+        result = optimize(strategy=strategy, steps=steps, seed=args.seed, db=db, budget_calls=args.budget_calls,
                           model=backends["task"], optimizer_model=backends["optimizer"],
                           progress=lambda message: print(f"    {message}", file=sys.stderr) if args.verbose else None,
                           **inputs, **strategy_options(strategy, args.scale))

@@ -4,7 +4,7 @@ the one evaluator a run uses."""
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from typing import Any, Callable, Sequence
 
@@ -38,6 +38,13 @@ class EvaluatorSettings:
     pattern: str | None = None
     rubric: str | None = None
     judge_model: Any = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, run: Any, **given: Any) -> "EvaluatorSettings":
+        """The settings a run request or stored config holds under the same names (`check_arguments`, `pattern`,
+        ...), with `given` (resolved values: tools, the rubric's text, the judge's model) taking precedence."""
+        taken = {f.name: getattr(run, f.name) for f in fields(cls) if f.name not in given and hasattr(run, f.name)}
+        return cls(**taken, **given)
 
     def judge_backend(self) -> Any:
         """The judge's model backend, made on first need."""

@@ -8,8 +8,7 @@ takes exactly the same path; the report says how many calls were new and what th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from promptopt.models.base import CallRecord
 
@@ -18,29 +17,23 @@ class BudgetExhausted(RuntimeError):
     """The next piece of work would exceed the budget; the search stops with the incumbent it has."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The search's limits: model calls, wall-clock seconds, tokens (in + out) and dollars; None = unlimited."""
-
-    calls: int | None = None
-    seconds: float | None = None
-    tokens: int | None = None
-    usd: float | None = None
-
-
 class Budget:
-    """Counts model calls, tokens, dollars and elapsed seconds against their limits."""
+    """Counts model calls, tokens, dollars and elapsed seconds against the run's `budget_calls`, `budget_tokens`,
+    `budget_usd` and `budget_seconds` (None: unlimited)."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
-        limits = limits or Limits()
-        self.max_calls = limits.calls
-        self.max_seconds = limits.seconds
-        self.max_tokens = limits.tokens
-        self.max_usd = limits.usd
+    def __init__(self, budget_calls: int | None = None, budget_seconds: float | None = None,
+                 budget_tokens: int | None = None, budget_usd: float | None = None) -> None:
+        self.budget_calls, self.budget_seconds = budget_calls, budget_seconds
+        self.budget_tokens, self.budget_usd = budget_tokens, budget_usd
         self.calls = 0
         self.tokens = 0
         self.usd = 0.0
         self.started = time.monotonic()
+
+    @classmethod
+    def of(cls, config: Any) -> "Budget":
+        """The budget a run's config sets (its `budget_*` settings)."""
+        return cls(config.budget_calls, config.budget_seconds, config.budget_tokens, config.budget_usd)
 
     @property
     def elapsed(self) -> float:
@@ -48,14 +41,14 @@ class Budget:
 
     def charge(self, calls: int) -> None:
         """Reserve `calls` model calls, or raise `BudgetExhausted` without reserving anything."""
-        if self.max_calls is not None and self.calls + calls > self.max_calls:
-            raise BudgetExhausted(f"call budget: {self.calls} of {self.max_calls} used, {calls} more needed")
-        if self.max_seconds is not None and self.elapsed > self.max_seconds:
-            raise BudgetExhausted(f"time budget: {self.elapsed:.0f}s of {self.max_seconds:.0f}s used")
-        if self.max_tokens is not None and self.tokens >= self.max_tokens:
-            raise BudgetExhausted(f"token budget: {self.tokens} of {self.max_tokens} used")
-        if self.max_usd is not None and self.usd >= self.max_usd:
-            raise BudgetExhausted(f"dollar budget: ${self.usd:.4f} of ${self.max_usd:.4f} used")
+        if self.budget_calls is not None and self.calls + calls > self.budget_calls:
+            raise BudgetExhausted(f"call budget: {self.calls} of {self.budget_calls} used, {calls} more needed")
+        if self.budget_seconds is not None and self.elapsed > self.budget_seconds:
+            raise BudgetExhausted(f"time budget: {self.elapsed:.0f}s of {self.budget_seconds:.0f}s used")
+        if self.budget_tokens is not None and self.tokens >= self.budget_tokens:
+            raise BudgetExhausted(f"token budget: {self.tokens} of {self.budget_tokens} used")
+        if self.budget_usd is not None and self.usd >= self.budget_usd:
+            raise BudgetExhausted(f"dollar budget: ${self.usd:.4f} of ${self.budget_usd:.4f} used")
         self.calls += calls
 
     def spend(self, records: Iterable[CallRecord]) -> None:

@@ -118,7 +118,7 @@ def check_prompt(store: Store, task: ToolRoutingTask, prompt: str, cases: Sequen
     stored_config = replace(config, strategy=STRATEGY, steps=0, max_broken=thresholds.max_broken).to_json()
     with recorded_run(store, task.name, STRATEGY, stored_config, task.tools, {c.id: "test" for c in cases}, (),
                       prompt) as run:
-        scorer = Scorer(task, model, evaluator, store, run.run_id, Budget(config.limits), progress)
+        scorer = Scorer(task, model, evaluator, store, run.run_id, Budget.of(config), progress)
         results = scorer.score(run.seed_id, prompt, cases, "check")
         result = CheckResult(run.run_id, [CaseOutcome(c, results[c.id]) for c in cases], thresholds)
         store.add_step(run.run_id, 0, run.seed_id, -1.0, f"check {result.verdict}")

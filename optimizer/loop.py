@@ -2,22 +2,22 @@
 seed vs. winner on the held-out test split. Every step is written to the store as it happens."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields, make_dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from promptopt.case import Case
 from promptopt.evaluators.base import Evaluator
-from promptopt.markup import DEFAULT_MAX_CHARS
 from promptopt.models.base import ModelBackend
 from promptopt.optimizer.acceptance import decide
-from promptopt.optimizer.budget import Budget, BudgetExhausted, Limits
+from promptopt.optimizer.budget import Budget, BudgetExhausted
 from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.progress import Say, counter
+from promptopt.run_settings import SETTINGS, Setting, stored_settings
 from promptopt.runs.lifecycle import recorded_run
 from promptopt.runs.search_writes import SearchWrites
 from promptopt.runs.store import Store
@@ -28,46 +28,38 @@ class RunFailed(RuntimeError):
     """The run cannot give a result (every task-model call failed, say); it is stored as failed with the reason."""
 
 
-@dataclass
-class RunConfig:
-    """Everything that decides a run's outcome; stored with the run (model names and URLs, never API keys)."""
-
-    task: str = "tool-routing"
-    strategy: str = "demos"
-    model: str = "embedded"
-    base_url: str | None = None
-    optimizer_model: str = "embedded"
-    optimizer_base_url: str | None = None
-    concurrency: int = 8
-    steps: int = 1
-    seed: int = 0
-    splits: tuple[float, float, float] = (0.5, 0.25, 0.25)
-    seed_train_sample: int = 48
-    limits: Limits = field(default_factory=Limits)
-    max_broken: int = 2
-    alpha: float | None = None
-    min_gain: float = 0.03
-    """Validation accuracy points (as a fraction) a candidate must gain to be accepted."""
-    check_arguments: bool = False
-    evaluator: str = "tool_call"
-    judge_model: str | None = None
-    pattern: str | None = None
-    """The text evaluators' reference (`--pattern`); None: each case's expected text."""
-    max_chars: int = DEFAULT_MAX_CHARS
-    strategy_options: dict[str, Any] = field(default_factory=dict)
-    """The strategy's options as given (its defaults fill the rest)."""
+class _StoredConfig:
+    """What `RunConfig` adds to its declared fields: the stored form and back."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, stored: dict[str, Any]) -> "RunConfig":
-        """The config `to_json` stored (keys a later version added take their defaults), for resuming a run."""
+    def from_json(cls, stored: dict[str, Any]) -> Any:
+        """The config `to_json` stored (keys a later version added take their defaults; those an earlier version
+        wrote under other names are read under today's), for resuming a run."""
+        stored = dict(stored)
+        stored.setdefault("options", stored.pop("strategy_options", {}))
+        for name, value in (stored.pop("limits", None) or {}).items():
+            stored.setdefault(f"budget_{name}", value)
+        stored.setdefault("min_gain", 0.0)  # runs stored before the minimum gain accepted any gain
         values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
-        values["limits"] = Limits(**(values.get("limits") or {}))
-        values["splits"] = tuple(values.get("splits") or cls.splits)
-        values.setdefault("min_gain", 0.0)  # runs stored before the minimum gain accepted any gain
+        values["splits"] = tuple(values.get("splits") or SETTINGS["splits"].default)
         return cls(**values)
+
+
+def _stored_field(setting: Setting) -> tuple[str, Any, Any]:
+    if setting.type is dict:
+        return setting.name, Any, field(default_factory=dict)
+    return setting.name, Any, field(default=setting.config_default)
+
+
+RunConfig = make_dataclass(
+    "RunConfig", [_stored_field(s) for s in stored_settings()], bases=(_StoredConfig,), namespace={
+        "__doc__": "Everything that decides a run's outcome, one field per stored run setting "
+                   "(`promptopt.run_settings`), models resolved to their names and URLs, never API keys; stored "
+                   "with the run.",
+        "__module__": __name__})
 
 
 def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, cases: Sequence[Case],
@@ -92,7 +84,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
                       seed_prompt, writes) as run:
         say(f"run {run.run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
             f"test {len(by_split['test'])}")
-        scorer = Scorer(task, model, evaluator, writes, run.run_id, Budget(config.limits), say)
+        scorer = Scorer(task, model, evaluator, writes, run.run_id, Budget.of(config), say)
         seed = Candidate(prompt=seed_prompt, operator="seed", id=run.seed_id)
         winner = _search(writes, run.run_id, scorer, strategy, seed, by_split, config, say,
                          optimizer_model or model)

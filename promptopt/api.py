@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -121,13 +121,11 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
     optimizer_settings = resolve_model_settings("optimizer_model", _named(request.optimizer_model),
                                                 request.optimizer_base_url, request.optimizer_api_key, file_config,
                                                 require_key=require_key)
-    config = RunConfig(task=request.task, strategy=request.strategy, model=task_settings.model,
-                       base_url=task_settings.base_url, optimizer_model=optimizer_settings.model,
-                       optimizer_base_url=optimizer_settings.base_url, concurrency=request.concurrency,
-                       steps=request.steps_to_run, seed=request.seed, limits=request.limits,
-                       max_broken=request.max_broken, alpha=request.alpha,
-                       min_gain=request.min_gain, check_arguments=request.check_arguments, pattern=request.pattern,
-                       strategy_options=dict(request.options))
+    config = RunConfig(**{f.name: getattr(request, f.name) for f in fields(RunConfig) if hasattr(request, f.name)})
+    config.steps, config.options = request.steps_to_run, dict(request.options)
+    config.model, config.base_url = task_settings.model, task_settings.base_url
+    config.optimizer_model, config.optimizer_base_url = optimizer_settings.model, optimizer_settings.base_url
+    config.judge_model = None  # the judge's, once `_evaluator` builds one
     return _Setup(tools=load_tools(request.tools) if request.tools else bundled.tools,
                   seed_prompt=load_prompt(request.prompt) if request.prompt else bundled.seed_prompt,
                   case_files=list(request.cases) if request.cases else list(bundled.case_files),
@@ -138,7 +136,7 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
 def optimize(request: RunRequest | None = None, progress: Callable[[str], None] | None = None,
              **keywords: Any) -> RunResult:
     """Import the request's cases (default: the task's bundled cases), optimize the system prompt and return the
-    result. Pass a `RunRequest`, or its fields as keywords (`strategy="opro", max_calls=500`); any other keyword
+    result. Pass a `RunRequest`, or its fields as keywords (`strategy="opro", budget_calls=500`); any other keyword
     is a strategy option (`n_demos=8`). Everything is recorded in the store under the returned `run_id`."""
     request = RunRequest.build(request, **keywords)
     setup = _setup(request)
@@ -188,7 +186,7 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
         progress(f"resuming run {run_id}: {replay.describe()}")
     report = run_optimization(
         store, TASKS[config.task](tools=stored.run.tools, check_arguments=config.check_arguments), stored.seed_prompt,
-        store.cases(stored.case_ids), task_backend, make_strategy(config.strategy, config.strategy_options),
+        store.cases(stored.case_ids), task_backend, make_strategy(config.strategy, config.options),
         evaluator, config, progress, optimizer_backend, splits=stored.splits, writes=replay,
     )
     winner = store.candidate(report["winner"]["candidate_id"])
@@ -222,8 +220,7 @@ def _stored_evaluator(stored: StoredRun, config: RunConfig) -> Evaluator:
             f"cannot resume run {stored.run.id}: its evaluator {name!r} cannot be rebuilt from the store (only a "
             "single named evaluator can: not a combination, a Python callable, or the judge, whose rubric and "
             "endpoint are not stored); start the run again instead")
-    settings = EvaluatorSettings(tools=stored.run.tools, check_arguments=config.check_arguments,
-                                 pattern=config.pattern)
+    settings = EvaluatorSettings.of(config, tools=stored.run.tools, judge_model=None)
     return build_evaluator([name], settings)
 
 
@@ -242,8 +239,8 @@ def _evaluator(request: RunRequest, setup: _Setup, task_backend: ModelBackend | 
             return task_backend
         return load_model(settings, request.concurrency, request.cache, setup.prices)
 
-    settings = EvaluatorSettings(tools=setup.tools, check_arguments=request.check_arguments, pattern=request.pattern,
-                                 rubric=load_rubric(request.rubric), judge_model=judge_backend)
+    settings = EvaluatorSettings.of(request, tools=setup.tools, rubric=load_rubric(request.rubric),
+                                    judge_model=judge_backend)
     return build_evaluator(request.evaluators, settings, request.all_must_pass)
 
 
@@ -262,8 +259,8 @@ def estimate(request: RunRequest | None = None, **keywords: Any) -> Estimate:
     sizes = {name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")}
     rubric_text = load_rubric(request.rubric)
     # built only to count its model calls: the judge gets no model, since an estimate calls none
-    counted = build_evaluator(request.evaluators, EvaluatorSettings(tools=setup.tools, pattern=request.pattern,
-                                                                    rubric=rubric_text, judge_model=lambda: None),
+    counted = build_evaluator(request.evaluators, EvaluatorSettings.of(request, tools=setup.tools, rubric=rubric_text,
+                                                                       judge_model=lambda: None),
                               request.all_must_pass)
     judge_calls = model_calls_per_case(counted)
     if judge_calls:

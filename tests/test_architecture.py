@@ -13,13 +13,13 @@ PACKAGE_DIR = PYPROJECT["tool"]["setuptools"]["package-dir"]
 
 FLOORS = (
     ("vocabulary", ("promptopt.case", "promptopt.markup", "promptopt.statistics", "promptopt.progress",
-                    "promptopt.chat_request", "promptopt.config", "promptopt.plugins", "promptopt.datasets")),
+                    "promptopt.chat_request", "promptopt.config", "promptopt.plugins", "promptopt.datasets",
+                    "promptopt.run_settings")),
     ("models", ("promptopt.models",)),
     ("tasks and evaluators", ("promptopt.tasks", "promptopt.evaluators")),
     ("store", ("promptopt.runs",)),
     ("engine", ("promptopt.optimizer",)),
-    ("front door", ("promptopt.run_settings", "promptopt.request", "promptopt.api", "promptopt.server",
-                    "promptopt")),
+    ("front door", ("promptopt.request", "promptopt.api", "promptopt.server", "promptopt")),
     ("command line", ("promptopt.cli",)),
 )
 """Bottom first; a module imports only from its own floor and those below."""

@@ -14,7 +14,7 @@ from promptopt.cli import main
 from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.markup import protected_regions
 from promptopt.optimizer import make_strategy, strategy_names
-from promptopt.optimizer.budget import Budget, Limits
+from promptopt.optimizer.budget import Budget
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.prompt_text import render_demo
 from promptopt.optimizer.scorer import Scorer, accuracy
@@ -130,7 +130,7 @@ def test_each_dspy_strategy_exports_a_prompt_that_rescores_to_the_report(store, 
 
 
 def test_budget_exhaustion_inside_dspy_stops_the_search_cleanly(store, cases):
-    report = run(store, cases, "dspy-copro", limits=Limits(calls=80))
+    report = run(store, cases, "dspy-copro", budget_calls=80)
     steps = store.steps(report["run_id"])
     assert report["status"] == "finished" and steps[-1].message.startswith("budget exhausted")
     assert report["winner"]["candidate_id"] == report["seed"]["candidate_id"]

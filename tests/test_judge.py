@@ -53,7 +53,7 @@ def test_judge_rationale_is_feedback_calls_are_budgeted_stored_and_cached(tmp_pa
     with ChatServer(judge) as server:
         run = lambda: optimize(cases=[small_case_file], model=ReplyRouter(cases), db=db, steps=1,
                                evaluators=["tool_name", "judge"], all_must_pass=True, rubric="Right tool only.",
-                               judge_model="judge-scripted", judge_base_url=server.base_url, max_calls=400)
+                               judge_model="judge-scripted", judge_base_url=server.base_url, budget_calls=400)
         first = run()
         requests_after_first = judge.requests
         second = run()
@@ -76,7 +76,7 @@ def test_judge_calls_count_against_the_call_budget(tmp_path, small_case_file, ta
     db = f"sqlite:///{tmp_path / 'store.db'}"
     with ChatServer(ScriptedJudge()) as server:
         result = optimize(cases=[small_case_file], model=ReplyRouter(cases), db=db, steps=1, evaluators=["judge"],
-                          judge_model="judge-scripted", judge_base_url=server.base_url, max_calls=40)
+                          judge_model="judge-scripted", judge_base_url=server.base_url, budget_calls=40)
     # 22 seed training cases need 22 task calls and 22 judge calls: more than 40, so nothing is spent
     # (without the judge, 40 calls cover the seed's training and validation scoring)
     assert [s["message"] for s in result.report["steps"]] == \

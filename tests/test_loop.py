@@ -8,7 +8,6 @@ from promptopt.evaluators.tool_call import ToolCallEvaluator
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.prompt_text import EXAMPLES_HEADER, render_demos
 from promptopt.optimizer.strategies.demos import DemosStrategy, demo_pool
-from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import TooFewCases
 from promptopt.runs.report import format_report
@@ -109,7 +108,7 @@ def test_regression_guard(store, max_broken, accepted):
 def test_budget_stops_the_search_but_not_the_report(store):
     cases = make_cases(store)
     router = ScriptedRouter(cases)
-    report = run(store, router, limits=Limits(calls=60))
+    report = run(store, router, budget_calls=60)
     assert report["status"] == "finished"
     assert any("budget exhausted" in s["message"] for s in report["steps"])
     assert router.calls - 2 * report["test_cases"] <= 60
@@ -117,7 +116,7 @@ def test_budget_stops_the_search_but_not_the_report(store):
 
 def test_a_budget_spent_before_validation_reports_no_validation_score(store):
     cases = make_cases(store)
-    report = run(store, ScriptedRouter(cases), limits=Limits(calls=40))
+    report = run(store, ScriptedRouter(cases), budget_calls=40)
     assert report["steps"][-1]["message"].startswith("budget exhausted")
     assert report["seed"]["val_accuracy"] is None and "n/a" in format_report(report)
 

@@ -214,7 +214,7 @@ def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, bundled_cas
 def test_token_and_dollar_budgets_stop_the_search(tmp_path, bundled_case_file, expected):
     with ChatServer(ExamplesRouter(expected)) as server:
         model = backend(server)
-        result = optimize(cases=[bundled_case_file], model=model, db=f"sqlite:///{tmp_path / 'a.db'}", max_tokens=2000)
+        result = optimize(cases=[bundled_case_file], model=model, db=f"sqlite:///{tmp_path / 'a.db'}", budget_tokens=2000)
     assert any("token budget" in s["message"] for s in result.report["steps"])
     assert result.best_prompt == result.seed_prompt
 

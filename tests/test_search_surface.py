@@ -9,7 +9,6 @@ import pytest
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.optimizer.budget import Limits
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.strategy import StrategyBase
 from promptopt.runs.resume import ResumedStore
@@ -64,7 +63,7 @@ def cases(store) -> list[Case]:
 def test_a_strategy_reaches_neither_the_store_nor_unbudgeted_scoring(store, cases):
     Probe.all_cases = cases
     run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, Expected(cases), Probe(),
-                     ToolCallEvaluator(), RunConfig(strategy="probe", steps=1, limits=Limits()))
+                     ToolCallEvaluator(), RunConfig(strategy="probe", steps=1))
     assert Probe.seen == {"store": False, "scorer": False, "run_id": False, "writes": False, "budget": False,
                           "train_only": True, "refused_outside": True}
 

@@ -3,10 +3,12 @@ run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from promptopt.cli.shared import db_option, load_optimizer, optimizer_options, progress_options, user_errors
+from promptopt.cli.setting_flags import setting_flags
+from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.optimizer.strategies.bpo.rewriter import MODES
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.store import Store
@@ -65,7 +67,7 @@ def export_pairs(output, run_id, db) -> None:
 
 @pairs.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@optimizer_options
+@setting_flags(["optimizer_model", "optimizer_base_url", "optimizer_api_key", "config_file"])
 @click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True,
               help="Longest analysis and rewrite the optimizer model may write.")
 @db_option
@@ -143,7 +145,7 @@ def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, l
               help="Write the rewrite here (aggressive mode: FILE.1.EXT, FILE.2.EXT ...); default: stdout.")
 @click.option("--rewriter", type=click.Path(file_okay=False, exists=True), default=None,
               help="Fine-tuned rewriter directory; default: the prompted rewriter on --optimizer-model.")
-@optimizer_options
+@setting_flags(["optimizer_model", "optimizer_base_url", "optimizer_api_key", "config_file"])
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="stable", show_default=True,
               help="stable: one rewrite at low temperature; aggressive: several at a higher one (all valid ones "
                    "are written: choosing among them needs cases, which `promptopt run --strategy bpo` has).")
@@ -198,3 +200,15 @@ def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimiz
             if len(texts) > 1:
                 click.echo(f"--- rewrite {index} of {len(texts)}")
             click.echo(text)
+
+
+def load_optimizer(model: str | None, base_url: str | None, api_key: str | None, config_file: str | None) -> Any:
+    """The optimizer-model backend from flags, config file and environment (like `promptopt run`'s)."""
+    from promptopt.config import load_config
+    from promptopt.models import load_model, resolve_model_settings
+    from promptopt.models.pricing import load_prices
+
+    with user_errors():
+        config = load_config(config_file)
+        settings = resolve_model_settings("optimizer_model", model, base_url, api_key, config)
+        return load_model(settings, prices=load_prices(extra=config.get("prices")))

@@ -11,12 +11,17 @@ import click
 
 from promptopt.case import LABELS, choice_text
 from promptopt.cli.junit import write_junit
-from promptopt.cli.shared import db_option, progress_options, user_errors
+from promptopt.cli.setting_flags import setting_flags, setting_values
+from promptopt.cli.shared import progress_options, user_errors
 from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt
 from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.tasks import TASKS
 
+CHECK_FLAGS = ["task", "tools", "model", "base_url", "api_key", "concurrency", "cache", "config_file", "evaluators",
+               "all_must_pass", "pattern", "rubric", "judge_model", "judge_base_url", "judge_api_key",
+               "check_arguments", "db"]
+"""The run settings a check takes, as `promptopt run` has them."""
 QUERY_CHARS = 70
 """How much of a broken case's query the report shows."""
 
@@ -49,37 +54,17 @@ class AccuracyFloor(click.ParamType):
               help="Fail below this accuracy on the checked cases: a fraction (0.8) or a percentage (80%).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the result as JUnit XML (one test case per case, one for the thresholds).")
-@click.option("--task", type=click.Choice(sorted(TASKS)), default="tool-routing", show_default=True,
-              help="What the model does with each case.")
-@click.option("--tools", "tools_file", type=click.Path(dir_okay=False),
-              help="Tools in OpenAI function schema (JSON list). Default: the task's bundled tools.")
-@click.option("--model", default=None, help="Task model, as for `promptopt run` (default: config file, then embedded).")
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint of --model.")
-@click.option("--api-key", default=None, help="Key for --base-url (prefer $OPENAI_API_KEY). Never stored.")
-@click.option("--concurrency", type=click.IntRange(1), default=RunRequest.concurrency, show_default=True,
-              help="API calls in flight at once (OpenAI-compatible models).")
-@click.option("--cache/--no-cache", default=True, show_default=True, help="Use the on-disk response cache.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="JSON config file, as for `promptopt run`.")
-@click.option("--evaluator", "evaluator_specs", multiple=True, metavar="NAME[=WEIGHT]",
-              help="What scores each output (repeatable), as for `promptopt run`. Default: tool_call.")
-@click.option("--check-arguments/--no-check-arguments", default=False, show_default=True,
-              help="Also generate and check tool arguments.")
-@db_option
+@setting_flags(CHECK_FLAGS)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
 @progress_options
-def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, task, tools_file, model, base_url,
-          api_key, concurrency, cache, config_file, evaluator_specs, check_arguments, db, as_json, progress) -> None:
+def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, as_json, progress, **values) -> None:
     """Score PROMPT_FILE on the stored cases (or --cases files) and fail when it breaks previously-good cases.
 
     Exits 0 when the prompt passes, 1 when more than --max-broken cases labelled good are wrong under it or its
     accuracy is below --min-accuracy (each broken case is listed), 2 on a usage error. The check is stored as
     a run of strategy `check`: `promptopt runs show RUN_ID` shows it again.
     """
-    request = RunRequest(task=task, prompt=prompt_file, tools=tools_file, model=model, base_url=base_url,
-                         api_key=api_key, concurrency=concurrency, cache=cache, config_file=config_file, db=db,
-                         max_broken=max_broken, check_arguments=check_arguments,
-                         evaluators=list(evaluator_specs) or None)
+    request = RunRequest(prompt=prompt_file, max_broken=max_broken, **setting_values(values, CHECK_FLAGS))
     with user_errors():
         result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), progress)
     if junit_file:
