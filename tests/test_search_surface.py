@@ -45,7 +45,6 @@ class Probe(StrategyBase):
 
     def propose(self, context, step):
         Probe.seen = {name: hasattr(context, name) for name in ("store", "scorer", "run_id", "writes", "budget")}
-        Probe.seen["train_only"] = all(case.id in {c.id for c in context.train} for case in context.train)
         outside = [case for case in Probe.all_cases if case.id not in {c.id for c in context.train}]
         with pytest.raises(ValueError, match="training cases only"):
             context.score(context.incumbent.id, context.incumbent.prompt, outside[:1], "peek")
@@ -65,7 +64,7 @@ def test_a_strategy_reaches_neither_the_store_nor_unbudgeted_scoring(store, case
     run_optimization(store, ToolRoutingTask(tools=TOOLS), SEED, cases, Expected(cases), Probe(),
                      ToolCallEvaluator(), RunConfig(strategy="probe", steps=1))
     assert Probe.seen == {"store": False, "scorer": False, "run_id": False, "writes": False, "budget": False,
-                          "train_only": True, "refused_outside": True}
+                          "refused_outside": True}
 
 
 def test_the_resumed_store_implements_every_search_write_itself():
