@@ -43,6 +43,7 @@ class _StoredConfig:
         for name, value in (stored.pop("limits", None) or {}).items():
             stored.setdefault(f"budget_{name}", value)
         stored.setdefault("min_gain", 0.0)  # runs stored before the minimum gain accepted any gain
+        stored.setdefault("alpha", None)  # runs stored before the significance rule accepted on the gain alone
         values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
         values["splits"] = tuple(values.get("splits") or SETTINGS["splits"].default)
         return cls(**values)
@@ -137,8 +138,8 @@ def _search(writes: SearchWrites, run_id: str, scorer: Scorer, strategy: Strateg
                     writes.set_candidate_status(other.candidate.id, "evaluated",
                                                "a better candidate was tried this step")
                 candidate_val = scorer.score(best.candidate.id, best.candidate.prompt, val, f"step {step} val")
-                decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken,
-                                  config.alpha, config.min_gain)
+                decision = decide(incumbent_val, candidate_val, good_ids, config.max_broken, config.alpha,
+                                  config.min_gain, config.max_broken_share)
                 writes.set_candidate_status(best.candidate.id, "accepted" if decision.accepted else "rejected",
                                            "" if decision.accepted else decision.reason)
                 if decision.accepted:

@@ -109,13 +109,16 @@ RUN_SETTINGS: tuple[Setting, ...] = (
     _budget("tokens", int, "tokens (in + out, cached calls included)", 1),
     _budget("usd", float, "dollars at list price (see the README's price table)", 0, open_below=True),
     _budget("seconds", float, "seconds of wall time", 1),
-    Setting("max_broken", int, 2, "Previously-good validation cases a candidate may break and still be accepted.",
-            minimum=0, stored=True),
-    Setting("alpha", float, None, "Also require a significant validation gain (exact McNemar p < ALPHA) to accept.",
-            minimum=0, maximum=1, open_below=True, stored=True),
-    Setting("min_gain", float, 0.03, "Validation accuracy a candidate must gain over the incumbent to be accepted, "
-            "as a fraction (0.03 = 3 points): a gain of a case or two on a small validation set is often luck.",
-            minimum=0, maximum=1, stored=True),
+    Setting("alpha", float, 0.05, "Evidence a candidate needs to replace the incumbent: it must be better on "
+            "validation by the exact one-sided McNemar test at p < ALPHA, so one case in a small validation set "
+            "never suffices (1: any gain).", minimum=0, maximum=1, open_below=True, stored=True),
+    Setting("max_broken", int, None, "Previously-good validation cases a candidate may break, as an exact count "
+            "(0: none) [default: up to --max-broken-share of the good validation cases].", minimum=0, stored=True),
+    Setting("max_broken_share", float, 0.1, "Without --max-broken: the share of the good validation cases a "
+            "candidate may break (weighed against the bad cases it fixes by --alpha).", minimum=0, maximum=1,
+            stored=True),
+    Setting("min_gain", float, 0.0, "Also require this validation accuracy gain over the incumbent, as a fraction "
+            "(0.03 = 3 points).", minimum=0, maximum=1, stored=True),
     Setting("check_arguments", bool, False, "Also generate and check tool arguments (slow on the embedded model).",
             switch=True, aliases=("--arguments/--no-arguments",), stored=True),
     Setting("evaluators", str, None, "What scores each output (repeatable): a built-in or plugin name, optionally "

@@ -22,3 +22,21 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
     if fixed + broken == 0:
         return 1.0
     return float(binomtest(fixed, fixed + broken, 0.5).pvalue)
+
+
+def mcnemar_one_sided(fixed: int, broken: int) -> float:
+    """One-sided exact McNemar p-value that the second of two paired prompts is better: the chance of at least
+    `fixed` of the discordant cases going its way if each went either way with even odds."""
+    if fixed + broken == 0:
+        return 1.0
+    return float(binomtest(fixed, fixed + broken, 0.5, alternative="greater").pvalue)
+
+
+def smallest_significant_gain(cases: int, alpha: float = 0.05) -> float | None:
+    """The smallest accuracy gain a paired comparison on `cases` cases could call significant (two-sided exact
+    McNemar p < `alpha`), reached only when nothing is broken: k fixed cases give p = 2 * 0.5**k. None when even
+    every case fixed would not do."""
+    for fixed in range(1, cases + 1):
+        if mcnemar_exact(fixed, 0) < alpha:
+            return fixed / cases
+    return None

@@ -6,7 +6,7 @@ from typing import Any
 from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow, StepRow
-from promptopt.statistics import mcnemar_exact, wilson_interval
+from promptopt.statistics import mcnemar_exact, smallest_significant_gain, wilson_interval
 
 
 class RunNotFound(KeyError):
@@ -51,6 +51,7 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
     broken = [i for i in scored if seed_eval[i].passed and not winner_eval[i].passed]
     report.update(p_value=mcnemar_exact(len(fixed), len(broken)), fixed=len(fixed), broken=len(broken),
                   fixed_case_ids=fixed, broken_case_ids=broken,
+                  smallest_significant_gain=smallest_significant_gain(len(scored)),
                   steps=[{"step": s.step, "incumbent_id": s.incumbent_id, "val_accuracy": s.val_accuracy,
                           "message": s.message} for s in steps])
     if report["status"] != "finished":
@@ -125,7 +126,25 @@ def format_report(report: dict[str, Any]) -> str:
                      f"was evaluated: see `promptopt runs show {report['run_id']} --steps`")
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         lines.append("no candidate passed acceptance; the seed prompt stays the winner")
+    else:
+        lines += test_size_warning(report)
     return "\n".join(lines)
+
+
+def test_size_warning(report: dict[str, Any]) -> list[str]:
+    """What the test split can and cannot show at its size, when the gain validation claimed is smaller than the
+    smallest gain a paired test on the test cases could call significant (p < 0.05, nothing broken)."""
+    smallest = report.get("smallest_significant_gain")
+    seed_val, winner_val = report["seed"]["val_accuracy"], report["winner"]["val_accuracy"]
+    if seed_val is None or winner_val is None:
+        return []
+    claimed = winner_val - seed_val
+    if smallest is not None and claimed >= smallest:
+        return []
+    can = f"a gain of at least {100 * smallest:.1f} points" if smallest is not None else "no gain at all"
+    return [f"warning: validation claimed +{100 * claimed:.1f} points, but on {report['test_cases']} test cases a "
+            f"paired test can call only {can} significant (p < 0.05, nothing broken): this test split cannot "
+            "confirm the gain"]
 
 
 def format_progress(report: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from promptopt.api import optimize
-from tests.fakes import RUNS, ScriptedModel
+from tests.fakes import OPTIONS, RUNS, ScriptedModel
 from tests.support import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "reproduction.json"
@@ -21,8 +21,7 @@ def snapshot(store_url: str, strategy: str, model: ScriptedModel) -> dict:
     from promptopt.runs.store import Store
 
     options = dict(RUNS[strategy])
-    result = optimize(strategy=strategy, model=model, optimizer_model=model, db=store_url, seed=3, cache=False, max_broken=1000,
-                      **options)
+    result = optimize(strategy=strategy, model=model, optimizer_model=model, db=store_url, **OPTIONS, **options)
     store = Store(store_url)
     report = {k: v for k, v in result.report.items() if k not in ("run_id",)}
     candidates = [
