@@ -68,14 +68,22 @@ def decisions_for(dataset: str, val_size: int, seed: int, strategy: str, backend
     test = [c for c in cases if splits[c.id] == "test"]
     good = {c.id for c in val if c.label == "good"}
     scorer = Scorer(ToolRoutingTask(tools=run.tools), backend, ToolCallEvaluator(), store, result.run_id, Budget())
-    seed_val = scorer.score(run.seed_candidate_id, result.seed_prompt, val, "seed val", charge=False)
-    seed_test = scorer.score(run.seed_candidate_id, result.seed_prompt, test, "seed test", charge=False)
+
+    def outcomes(candidate_id: int, prompt: str, cases: list[Any]) -> dict[int, Any]:
+        """The candidate's results on `cases`: those the run stored, the rest scored now (and stored)."""
+        stored = store.evaluations(candidate_id)
+        missing = [c for c in cases if c.id not in stored]
+        scored = scorer.score(candidate_id, prompt, missing, charge=False) if missing else {}
+        return {c.id: stored[c.id] if c.id in stored else scored[c.id] for c in cases}
+
+    seed_val = outcomes(run.seed_candidate_id, result.seed_prompt, val)
+    seed_test = outcomes(run.seed_candidate_id, result.seed_prompt, test)
     rows = []
     for candidate in store.candidates(result.run_id):
         if candidate.operator == "seed" or candidate.status == "invalid":
             continue
-        cand_val = scorer.score(candidate.id, candidate.prompt, val, "candidate val", charge=False)
-        cand_test = scorer.score(candidate.id, candidate.prompt, test, "candidate test", charge=False)
+        cand_val = outcomes(candidate.id, candidate.prompt, val)
+        cand_test = outcomes(candidate.id, candidate.prompt, test)
         old = decide(seed_val, cand_val, good, **OLD_RULE)
         new = decide(seed_val, cand_val, good, **NEW_RULE)
         test_fixed = sum(cand_test[i].passed and not seed_test[i].passed for i in cand_test)

@@ -168,11 +168,13 @@ def optimize(request: RunRequest | None = None, progress: Callable[[str], None] 
 def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] | None = None, *,
            api_key: str | None = None, optimizer_api_key: str | None = None, concurrency: int | None = None,
            config_file: str | Path | None = None, model: ModelBackend | None = None,
-           optimizer_model: ModelBackend | None = None) -> RunResult:
+           optimizer_model: ModelBackend | None = None, base_url: str | None = None,
+           optimizer_base_url: str | None = None) -> RunResult:
     """Continue run `run_id` (interrupted or failed) to the result an uninterrupted run would have given: same
     config, split, seed prompt, tools and budget, the response cache answering every call already made. Keys come
     from the arguments, config file or environment (they are never stored); the model names and URLs come from
-    the stored config, or pass the backend objects the run was started with. Raises `ResumeError` when it cannot."""
+    the stored config (`base_url` / `optimizer_base_url` reach the same models where their endpoint has moved), or
+    pass the backend objects the run was started with. Raises `ResumeError` when it cannot."""
     store = Store(db)
     stored = load_resumable(store, run_id)
     config = RunConfig.from_json(stored.run.config)
@@ -180,6 +182,7 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
     if model is not None and model.name != config.model:
         raise ResumeError(f"run {run_id} was made with the model {config.model!r}, not {model.name!r}")
     task_backend, optimizer_backend = _resumed_backends(config, model, optimizer_model, (api_key, optimizer_api_key),
+                                                        (base_url, optimizer_base_url),
                                                         concurrency or config.concurrency, config_file)
     replay = ResumedStore(store, run_id)
     if progress:
@@ -194,22 +197,23 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
 
 
 def _resumed_backends(config: RunConfig, model: ModelBackend | None, optimizer_model: ModelBackend | None,
-                      keys: tuple[str | None, str | None], concurrency: int, config_file: str | Path | None
-                      ) -> tuple[ModelBackend, ModelBackend]:
+                      keys: tuple[str | None, str | None], moved: tuple[str | None, str | None], concurrency: int,
+                      config_file: str | Path | None) -> tuple[ModelBackend, ModelBackend]:
     """Task and optimizer backends of a resumed run: the objects given, else built from the stored names and URLs
-    with keys from `keys` (task, optimizer), the config file or the environment; shared when `optimize` shared them."""
+    (or the URLs in `moved`, task and optimizer, where given) with keys from `keys` (task, optimizer), the config
+    file or the environment; shared when `optimize` shared them."""
     file_config = load_config(config_file)
     prices = load_prices(extra=file_config.get("prices"))
 
     def build(role: str, name: str, base_url: str | None, key: str | None) -> ModelBackend:
         return load_model(resolve_model_settings(role, name, base_url, key, file_config), concurrency, True, prices)
 
-    task_backend = model or build("task_model", config.model, config.base_url, keys[0])
+    task_backend = model or build("task_model", config.model, moved[0] or config.base_url, keys[0])
     if optimizer_model is None and (config.optimizer_model, config.optimizer_base_url) == (config.model,
                                                                                            config.base_url):
         optimizer_model = task_backend
     return task_backend, optimizer_model or build("optimizer_model", config.optimizer_model,
-                                                  config.optimizer_base_url, keys[1])
+                                                  moved[1] or config.optimizer_base_url, keys[1])
 
 
 def _stored_evaluator(stored: StoredRun, config: RunConfig) -> Evaluator:

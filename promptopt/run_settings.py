@@ -88,12 +88,13 @@ RUN_SETTINGS: tuple[Setting, ...] = (
             "Qwen2.5-Coder-0.5B-Instruct, the default) or any model name an OpenAI-compatible endpoint serves.",
             stored=True, stored_default="embedded"),
     Setting("base_url", str, None, "OpenAI-compatible endpoint of --model (default: config file, then "
-            "$OPENAI_BASE_URL, then OpenAI).", stored=True),
+            "$OPENAI_BASE_URL, then OpenAI).", stored=True, resumable=True),
     Setting("api_key", str, None, "Key for --base-url (default: config file, then $OPENAI_API_KEY; prefer the "
             "variable: flags show up in shell history). Never stored.", resumable=True, secret=True),
     Setting("optimizer_model", object, None, "Model that writes prompts (opro, apo, bpo); same choices as --model. "
             "Default: embedded.", stored=True, stored_default="embedded"),
-    Setting("optimizer_base_url", str, None, "OpenAI-compatible endpoint of --optimizer-model.", stored=True),
+    Setting("optimizer_base_url", str, None, "OpenAI-compatible endpoint of --optimizer-model.", stored=True,
+            resumable=True),
     Setting("optimizer_api_key", str, None, "Key for --optimizer-base-url (like --api-key).", resumable=True,
             secret=True),
     Setting("concurrency", int, 8, "API calls in flight at once (OpenAI-compatible models).", minimum=1,

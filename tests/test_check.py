@@ -151,14 +151,14 @@ def test_json_prints_one_object_as_the_last_line(check, prompts, case_file):
     assert summary["max_broken"] == 0 and summary["min_accuracy"] is None and summary["run_id"]
 
 
-def test_bad_inputs_are_one_line_errors(check, prompts, case_file, tmp_path):
+def test_bad_inputs_are_one_line_errors_that_exit_2_not_1(check, prompts, case_file, tmp_path):
     unpaired = check(prompts["unpaired"], "--cases", str(case_file))
-    assert unpaired.exit_code == 1 and unpaired.output.startswith("Error: ") and "unpaired.md:2" in unpaired.output
+    assert unpaired.exit_code == 2 and unpaired.output.startswith("Error: ") and "unpaired.md:2" in unpaired.output
     missing = check(str(tmp_path / "nope.md"), "--cases", str(case_file))
-    assert missing.exit_code == 1 and "cannot read prompt file" in missing.output
+    assert missing.exit_code == 2 and "cannot read prompt file" in missing.output
     empty = check(prompts["seed"])
-    assert empty.exit_code == 1 and "no cases to check in the store" in empty.output
+    assert empty.exit_code == 2 and "no cases to check in the store" in empty.output
     bad_cases = write_jsonl(tmp_path / "bad.jsonl", [{"query": "hi", "expected": {"tool": "call_taxi"}}])
     refused = check(prompts["seed"], "--cases", str(bad_cases))
-    assert refused.exit_code == 1 and "nothing was imported" in refused.output
+    assert refused.exit_code == 2 and "nothing was imported" in refused.output
     assert Store(check.db).count_cases() == 0

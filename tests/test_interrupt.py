@@ -112,3 +112,24 @@ def test_a_killed_run_is_shown_interrupted_and_resumes_to_the_uninterrupted_resu
     assert integrity_ok(db)
     exported = runner.invoke(main, ["export", run_id, "--db", db])
     assert exported.exit_code == 0 and exported.output == store.candidate(store.run(run_id).winner_candidate_id).prompt
+
+
+def test_a_run_resumes_against_its_endpoint_moved_with_base_url(tmp_path):
+    case_file, expected = scripted_task(tmp_path)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    responder = Stalling(expected)
+    with ChatServer(responder) as old:
+        process = start(run_command(db, case_file, old.base_url))
+        try:
+            assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
+        finally:
+            responder.release.set()
+            process.kill()
+    (run,) = Store(db).runs()
+    with ChatServer(ExamplesRouter(expected)) as moved:
+        resumed = finish(resume_command(db, run.id, "--json", "--base-url", moved.base_url), tmp_path / "cache")
+    assert resumed["run_id"] == run.id
+    finished = Store(db).run(run.id)
+    assert finished.status == "finished" and finished.config["base_url"] == old.base_url

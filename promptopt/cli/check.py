@@ -61,12 +61,17 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
     """Score PROMPT_FILE on the stored cases (or --cases files) and fail when it breaks previously-good cases.
 
     Exits 0 when the prompt passes, 1 when more than --max-broken cases labelled good are wrong under it or its
-    accuracy is below --min-accuracy (each broken case is listed), 2 on a usage error. The check is stored as
-    a run of strategy `check`: `promptopt runs show RUN_ID` shows it again.
+    accuracy is below --min-accuracy (each broken case is listed), 2 when it could not check (a usage error, a bad
+    prompt, cases, tools or config file, no cases, an unreachable store). The check is stored as a run of strategy
+    `check`: `promptopt runs show RUN_ID` shows it again.
     """
     request = RunRequest(prompt=prompt_file, max_broken=max_broken, **setting_values(values, CHECK_FLAGS))
-    with user_errors():
-        result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), progress)
+    try:
+        with user_errors():
+            result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), progress)
+    except click.ClickException as error:
+        error.exit_code = 2  # the check could not measure anything: a CI job must not read it as a regression
+        raise
     if junit_file:
         write_junit(result, junit_file)
     click.echo(json.dumps(_summary(result)) if as_json else _format(result, prompt_file))
