@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -60,6 +61,22 @@ def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.P
     """Start `command` in the repository, with this process's environment plus `env`."""
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+
+
+def interrupted_at_first_call(command: list[str], responder: Stalling, signum: int = signal.SIGINT
+                              ) -> tuple[subprocess.Popen, str, float]:
+    """Start `command` against `responder`'s endpoint, send it `signum` once its first model call has arrived, and
+    wait for it to stop: the process, its stderr and the seconds it took to stop after the signal."""
+    process = start(command)
+    try:
+        assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
+        sent = time.monotonic()
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+        return process, err, time.monotonic() - sent
+    finally:
+        responder.release.set()
+        process.kill()
 
 
 def wait_until(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.05) -> T:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.scripted_runs import (
     Stalling,
     differences,
     integrity_ok,
+    interrupted_at_first_call,
     resume_command,
     run_command,
     scripted_task,
@@ -35,16 +35,7 @@ def test_a_signal_stops_a_run_against_a_hanging_endpoint_within_seconds(tmp_path
     db = f"sqlite:///{tmp_path / 'store.db'}"
     responder = Stalling(expected)
     with ChatServer(responder) as server:
-        process = start(run_command(db, case_file, server.base_url))
-        try:
-            assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
-            sent = time.monotonic()
-            process.send_signal(signum)
-            _, err = process.communicate(timeout=30)
-            elapsed = time.monotonic() - sent
-        finally:
-            responder.release.set()
-            process.kill()
+        process, err, elapsed = interrupted_at_first_call(run_command(db, case_file, server.base_url), responder, signum)
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     assert process.returncode == 128 + signum, err
     (run,) = Store(db).runs()
@@ -119,14 +110,7 @@ def test_a_run_resumes_against_its_endpoint_moved_with_base_url(tmp_path):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     responder = Stalling(expected)
     with ChatServer(responder) as old:
-        process = start(run_command(db, case_file, old.base_url))
-        try:
-            assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=30)
-        finally:
-            responder.release.set()
-            process.kill()
+        interrupted_at_first_call(run_command(db, case_file, old.base_url), responder)
     (run,) = Store(db).runs()
     with ChatServer(ExamplesRouter(expected)) as moved:
         resumed = finish(resume_command(db, run.id, "--json", "--base-url", moved.base_url), tmp_path / "cache")

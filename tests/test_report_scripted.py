@@ -3,8 +3,6 @@ endpoint) says it is not finished and how to resume it, `promptopt run --resume 
 finished run's report, and a run scored by several evaluators shows each one's scores."""
 from __future__ import annotations
 
-import signal
-
 from click.testing import CliRunner
 
 from promptopt.api import optimize
@@ -14,7 +12,7 @@ from promptopt.runs.store import Store
 from promptopt.server import ChatServer
 from tests.fakes import ExamplesRouter
 from tests.html_tables import table_rows
-from tests.scripted_runs import Stalling, run_command, scripted_task, start
+from tests.scripted_runs import Stalling, interrupted_at_first_call, run_command, scripted_task
 
 
 def test_an_interrupted_runs_report_says_so_and_resuming_writes_the_finished_one(tmp_path):
@@ -23,14 +21,7 @@ def test_an_interrupted_runs_report_says_so_and_resuming_writes_the_finished_one
     page = tmp_path / "report.html"
     responder = Stalling(expected)
     with ChatServer(responder) as server:
-        process = start(run_command(db, case_file, server.base_url, "--report", str(page)))
-        try:
-            assert responder.arrived.wait(60), process.stderr.read() if process.poll() is not None else ""
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=30)
-        finally:
-            responder.release.set()
-            process.kill()
+        interrupted_at_first_call(run_command(db, case_file, server.base_url, "--report", str(page)), responder)
         (run,) = Store(db).runs()
         assert run.status == "interrupted" and not page.exists()
         unfinished = CliRunner().invoke(main, ["report", run.id, "-o", "-", "--db", db, "-q"]).stdout
