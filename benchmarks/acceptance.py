@@ -13,8 +13,8 @@ the good validation cases broken); the test split says whether it was right:
   can show; a smaller one is indistinguishable from churn).
 
 Prints the counts per rule and a table per dataset and size, writes every decision to
-`--results`/acceptance_decisions.csv, and ends with one JSON line `{"decisions", "old_accepted_worse",
-"old_rejected_better", "new_accepted_worse", "new_rejected_better"}` (also written to `--results`/acceptance.json).
+`--results`/acceptance_decisions.csv as it goes (with the counts so far in acceptance.json), and ends with one JSON
+line `{"decisions", "old_accepted_worse", "old_rejected_better", "new_accepted_worse", "new_rejected_better"}`.
 
     python benchmarks/acceptance.py [--datasets tool-routing,clinc150,sgd,bfcl] [--sizes 24,75,125]
         [--seeds 0,1] [--strategies demos,rules] [--results benchmarks/results]
@@ -171,11 +171,10 @@ def main() -> None:
                         print(f"{dataset} val {size} seed {seed} {strategy}: {len(found)} decisions "
                               f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
                         write_rows(results / "acceptance_decisions.csv", rows)
+                        (results / "acceptance.json").write_text(json.dumps(summary(rows)) + "\n", encoding="utf-8")
     print("\n".join(table(rows)))
-    counts = summary(rows)
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    (results / "acceptance.json").write_text(json.dumps(counts) + "\n", encoding="utf-8")
-    print(json.dumps(counts))
+    print(json.dumps(summary(rows)))
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
