@@ -114,9 +114,19 @@ def _is_lock_timeout(error: BaseException) -> bool:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """WAL, so readers never block the writer and the writer never blocks readers; and foreign keys enforced."""
+    """WAL, so readers never block the writer and the writer never blocks readers; and foreign keys enforced.
+    Switching a fresh file to WAL needs a lock SQLite does not wait for (its busy handler is skipped there), so
+    processes opening a new store at once retry it until the lock timeout."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + lock_timeout()
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as error:
+            if not _is_lock_timeout(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

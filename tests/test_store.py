@@ -4,8 +4,10 @@ and both databases refuse what they cannot hold with the same words, before anyt
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -198,3 +200,22 @@ def test_a_bare_postgresql_url_uses_psycopg(postgres_cluster):
     store = Store(url)
     assert store.engine.dialect.driver == "psycopg"
     assert store.import_cases(numbered_cases(2)).new == 2
+
+
+def test_opening_a_store_while_another_process_writes_its_fresh_file_waits_instead_of_failing(tmp_path):
+    """Switching a new file to WAL needs a lock SQLite will not wait for while another connection is mid-write (two
+    processes opening a fresh store at once): opening the store retries instead of failing at once."""
+    path = tmp_path / "fresh.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(1.0, lambda: writer.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    store = Store(f"sqlite:///{path}")
+    release.join()
+    assert time.monotonic() - started >= 0.9
+    assert store.count_cases() == 0
+    writer.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
