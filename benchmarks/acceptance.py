@@ -67,7 +67,9 @@ def decisions_for(dataset: str, val_size: int, seed: int, strategy: str, backend
     val = [c for c in cases if splits[c.id] == "val"]
     test = [c for c in cases if splits[c.id] == "test"]
     good = {c.id for c in val if c.label == "good"}
-    scorer = Scorer(ToolRoutingTask(tools=run.tools), backend, ToolCallEvaluator(), store, result.run_id, Budget())
+    arguments = bool(run.config.get("check_arguments"))  # as the run scored: the same task and evaluator settings
+    scorer = Scorer(ToolRoutingTask(tools=run.tools, check_arguments=arguments), backend,
+                    ToolCallEvaluator(check_arguments=arguments, tools=run.tools), store, result.run_id, Budget())
 
     def outcomes(candidate_id: int, prompt: str, cases: list[Any]) -> dict[int, Any]:
         """The candidate's results on `cases`: those the run stored, the rest scored now (and stored)."""
