@@ -2,7 +2,7 @@
 seed vs. winner on the held-out test split. Every step is written to the store as it happens."""
 from __future__ import annotations
 
-from dataclasses import asdict, field, fields, make_dataclass
+from dataclasses import asdict, fields, make_dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +17,7 @@ from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy, outage
 from promptopt.optimizer.splits import require_every_split, split_cases, stratified_sample
 from promptopt.optimizer.strategy import SearchContext, Strategy
 from promptopt.progress import Say, counter
-from promptopt.run_settings import SETTINGS, Setting, stored_settings
+from promptopt.run_settings import SETTINGS, stored_settings
 from promptopt.runs.lifecycle import recorded_run
 from promptopt.runs.search_writes import SearchWrites
 from promptopt.runs.store import Store
@@ -49,14 +49,8 @@ class _StoredConfig:
         return cls(**values)
 
 
-def _stored_field(setting: Setting) -> tuple[str, Any, Any]:
-    if setting.type is dict:
-        return setting.name, Any, field(default_factory=dict)
-    return setting.name, Any, field(default=setting.config_default)
-
-
 RunConfig = make_dataclass(
-    "RunConfig", [_stored_field(s) for s in stored_settings()], bases=(_StoredConfig,), namespace={
+    "RunConfig", [s.as_field(s.config_default) for s in stored_settings()], bases=(_StoredConfig,), namespace={
         "__doc__": "Everything that decides a run's outcome, one field per stored run setting "
                    "(`promptopt.run_settings`), models resolved to their names and URLs, never API keys; stored "
                    "with the run.",

@@ -3,11 +3,11 @@ whose fields are the run settings that `promptopt.run_settings` declares (see th
 and help). The command line builds it from its flags; scripts pass one or the same names as keywords."""
 from __future__ import annotations
 
-from dataclasses import field, fields, make_dataclass, replace
+from dataclasses import fields, make_dataclass, replace
 from typing import Any
 
 from promptopt.optimizer.strategies import default_steps
-from promptopt.run_settings import RENAMED, Setting, request_settings
+from promptopt.run_settings import RENAMED, request_settings
 
 
 class _Request:
@@ -34,14 +34,8 @@ class _Request:
         return self.steps if self.steps is not None else default_steps(self.strategy)
 
 
-def _field(setting: Setting) -> tuple[str, Any, Any]:
-    if setting.type is dict:
-        return setting.name, Any, field(default_factory=dict)
-    return setting.name, Any, field(default=setting.default, repr=not setting.secret)
-
-
 RunRequest = make_dataclass(
-    "RunRequest", [_field(s) for s in request_settings()], bases=(_Request,), namespace={
+    "RunRequest", [s.as_field() for s in request_settings()], bases=(_Request,), namespace={
         "__doc__": "What to optimize and how: one field per run setting (`promptopt.run_settings.RUN_SETTINGS`). "
                    "`cases`, `prompt` and `tools` are files (default: the task's bundled ones); `model`, "
                    "`optimizer_model` and `judge_model` are names or backends you built; `evaluators` lists "

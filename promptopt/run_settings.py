@@ -7,7 +7,7 @@ Add a run setting: declare it here, then read it where it is used (`config.NAME`
 the front door, `EvaluatorSettings.NAME` for an evaluator). Nothing else names it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,13 @@ class Setting:
             return []
         main = self.flag or "--" + self.name.replace("_", "-")
         return [f"{main}/--no-{main[2:]}" if self.switch and "/" not in main else main, *self.aliases]
+
+    def as_field(self, default: Any = UNSET) -> tuple[str, Any, Any]:
+        """The setting as a generated dataclass field (`RunRequest`, `RunConfig`), with `default` where that class
+        takes another (a dict setting starts empty in both)."""
+        if self.type is dict:
+            return self.name, Any, field(default_factory=dict)
+        return self.name, Any, field(default=self.default if default is UNSET else default, repr=not self.secret)
 
     @property
     def config_default(self) -> Any:
