@@ -16,7 +16,11 @@ Prints the counts per rule and a table per dataset and size, writes every decisi
 `--results`/acceptance_decisions.csv as it goes (with the counts so far in acceptance.json), and ends with one JSON
 line `{"decisions", "old_accepted_worse", "old_rejected_better", "new_accepted_worse", "new_rejected_better"}`.
 
-    python benchmarks/acceptance.py [--datasets tool-routing,clinc150,sgd,bfcl] [--sizes 24,75,125]
+A run takes minutes per dataset, size, seed and strategy on 2 cores, so the decisions already in
+acceptance_decisions.csv are kept and their configurations skipped: run it again with other `--datasets`,
+`--sizes` or `--seeds` to add to the same table (`--fresh` starts over).
+
+    python benchmarks/acceptance.py [--fresh] [--datasets tool-routing,clinc150,sgd,bfcl] [--sizes 24,75,125]
         [--seeds 0,1] [--strategies demos,rules] [--results benchmarks/results]
 """
 from __future__ import annotations
@@ -39,7 +43,7 @@ from reference_tasks import DataMissing  # noqa: E402
 OLD_RULE = {"max_broken": 2, "alpha": None, "min_gain": 0.03}
 NEW_RULE = {"max_broken": None, "alpha": 0.05, "min_gain": 0.0, "max_broken_share": 0.1}
 ACCEPT_ANYTHING = {"alpha": 1.0, "min_gain": 0.0, "max_broken_share": 1.0}
-FIELDS = ["dataset", "val_cases", "test_cases", "seed", "strategy", "candidate_id", "val_seed", "val_candidate",
+FIELDS = ["dataset", "size", "val_cases", "test_cases", "seed", "strategy", "candidate_id", "val_seed", "val_candidate",
           "val_fixed", "val_broken", "good", "good_broken", "test_seed", "test_candidate", "test_fixed",
           "test_broken", "test_p_better", "old_accepted", "new_accepted"]
 
@@ -91,7 +95,7 @@ def decisions_for(dataset: str, val_size: int, seed: int, strategy: str, backend
         test_fixed = sum(cand_test[i].passed and not seed_test[i].passed for i in cand_test)
         test_broken = sum(seed_test[i].passed and not cand_test[i].passed for i in cand_test)
         rows.append({
-            "dataset": dataset, "val_cases": len(val), "test_cases": len(test), "seed": seed, "strategy": strategy,
+            "dataset": dataset, "size": val_size, "val_cases": len(val), "test_cases": len(test), "seed": seed, "strategy": strategy,
             "candidate_id": candidate.id, "val_seed": old.incumbent_accuracy, "val_candidate": old.candidate_accuracy,
             "val_fixed": len(old.fixed), "val_broken": len(old.broken), "good": len(good),
             "good_broken": len(old.guarded_broken), "test_seed": accuracy_of(seed_test),
@@ -130,7 +134,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
              "|" + "---|" * 9]
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["dataset"], row["val_cases"]), []).append(row)
+        groups.setdefault((row["dataset"], row["size"]), []).append(row)
     for (dataset, size), group in sorted(groups.items()):
         cells = [dataset, str(size), str(len(group))]
         for rule in ("old", "new"):
@@ -149,13 +153,16 @@ def main() -> None:
     parser.add_argument("--strategies", default="demos,rules")
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--fresh", action="store_true", help="drop the decisions already in --results")
     args = parser.parse_args()
     from promptopt.models import load_model
 
     backend = load_model(args.model)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    decisions = results / "acceptance_decisions.csv"
+    rows = [] if args.fresh or not decisions.exists() else read_rows(decisions)
+    done = {(r["dataset"], r["seed"], r["strategy"], configured_size(r)) for r in rows}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         db = f"sqlite:///{Path(scratch) / 'acceptance.db'}"
@@ -163,6 +170,8 @@ def main() -> None:
             for size in [int(s) for s in args.sizes.split(",")]:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     for strategy in args.strategies.split(","):
+                        if (dataset, seed, strategy, size) in done:
+                            continue
                         began = time.perf_counter()
                         try:
                             found = decisions_for(dataset, size, seed, strategy, backend, db, Path(scratch))
@@ -172,11 +181,33 @@ def main() -> None:
                         rows += found
                         print(f"{dataset} val {size} seed {seed} {strategy}: {len(found)} decisions "
                               f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
-                        write_rows(results / "acceptance_decisions.csv", rows)
+                        write_rows(decisions, rows)
                         (results / "acceptance.json").write_text(json.dumps(summary(rows)) + "\n", encoding="utf-8")
     print("\n".join(table(rows)))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     print(json.dumps(summary(rows)))
+
+
+def configured_size(row: dict[str, Any]) -> int:
+    """The `--sizes` value a decision was measured at (a dataset short of cases can give a smaller split)."""
+    return int(row.get("size") or row["val_cases"])
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Decisions written by an earlier run, typed as `decisions_for` makes them."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = dict(raw)
+            for name in ("val_cases", "test_cases", "seed", "candidate_id", "val_fixed", "val_broken", "good",
+                         "good_broken", "test_fixed", "test_broken", "size"):
+                row[name] = int(row[name])
+            for name in ("val_seed", "val_candidate", "test_seed", "test_candidate", "test_p_better"):
+                row[name] = float(row[name])
+            for name in ("old_accepted", "new_accepted"):
+                row[name] = row[name] == "True"
+            rows.append(row)
+    return rows
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
