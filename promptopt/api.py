@@ -25,6 +25,7 @@ from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import Store
 from promptopt.runs.tables import store_problem
+from promptopt.runs.writer_lock import hold_writer
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
 
 
@@ -177,12 +178,22 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
     pass the backend objects the run was started with. Raises `ResumeError` when it cannot."""
     store = Store(db)
     stored = load_resumable(store, run_id)
+    with hold_writer(store, run_id):  # from here on no other process can write the run
+        return _resumed(store, stored, progress, model, optimizer_model, (api_key, optimizer_api_key),
+                        (base_url, optimizer_base_url), concurrency, config_file)
+
+
+def _resumed(store: Store, stored: StoredRun, progress: Callable[[str], None] | None, model: ModelBackend | None,
+             optimizer_model: ModelBackend | None, keys: tuple[str | None, str | None],
+             moved: tuple[str | None, str | None], concurrency: int | None,
+             config_file: str | Path | None) -> RunResult:
+    """`resume`'s work, once the run's writer lock is held."""
+    run_id = stored.run.id
     config = RunConfig.from_json(stored.run.config)
     evaluator = _stored_evaluator(stored, config)
     if model is not None and model.name != config.model:
         raise ResumeError(f"run {run_id} was made with the model {config.model!r}, not {model.name!r}")
-    task_backend, optimizer_backend = _resumed_backends(config, model, optimizer_model, (api_key, optimizer_api_key),
-                                                        (base_url, optimizer_base_url),
+    task_backend, optimizer_backend = _resumed_backends(config, model, optimizer_model, keys, moved,
                                                         concurrency or config.concurrency, config_file)
     replay = ResumedStore(store, run_id)
     if progress:

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from promptopt.runs.formats import dollars, duration, interval, p_value, percent
-from promptopt.runs.heartbeat import shown_status, wall_seconds
+from promptopt.runs.heartbeat import wall_seconds
 from promptopt.runs.report import RunNotFound, run_report
 from promptopt.runs.store import Store
+from promptopt.runs.writer_lock import run_status
 from promptopt.statistics import mcnemar_exact, wilson_interval
 
 COLUMNS = ("run", "strategy", "model", "winner accuracy", "95% CI", "vs first: +/-", "paired p", "calls", "cost",
@@ -75,7 +76,7 @@ def compare_runs(store: Store, run_ids: Sequence[str]) -> Comparison:
         run = store.run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        status = shown_status(run)
+        status = run_status(store, run)
         if status != "finished":
             raise NothingToCompare(f"run {run_id} is {status}: only a finished run has a winner scored on its test "
                                    "split")
@@ -104,4 +105,4 @@ def _compared(store: Store, run_id: str, passed: dict[int, bool], first: dict[in
         passed=right, accuracy=right / len(common), ci95=wilson_interval(right, len(common)), better=better,
         worse=worse, p_value=None if is_first else mcnemar_exact(better, worse),
         own_test_cases=report["test_cases"], own_test_accuracy=report["winner"]["test_accuracy"],
-        model_calls=report["model_calls"], cost_usd=report["cost_usd"], wall_seconds=wall_seconds(run))
+        model_calls=report["model_calls"], cost_usd=report["cost_usd"], wall_seconds=wall_seconds(run, report["status"]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from promptopt.markup import strip_markers
-from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import RunNotFound, run_report
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow
+from promptopt.runs.writer_lock import run_status
 
 FORMATS = ("md", "txt", "json")
 
@@ -25,7 +25,7 @@ def export_prompt(store: Store, run_id: str, fmt: str = "md", incumbent: bool = 
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    status = shown_status(run)
+    status = run_status(store, run)
     if status != "finished" and not incumbent:
         raise RunNotFinished(f"run {run_id} is {status}, not finished, so it has no winner: resume it with "
                              f"`promptopt run --resume {run_id}`, or export its incumbent with --incumbent")

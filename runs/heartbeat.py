@@ -39,12 +39,12 @@ def shown_status(run: RunRow, now: datetime | None = None) -> str:
     return "interrupted" if age is None or age > STALE_AFTER * heartbeat_interval() else "running"
 
 
-def wall_seconds(run: RunRow, now: datetime | None = None) -> float:
-    """Seconds from the run's start to its end: when it finished, else now while it is alive, else its last
-    heartbeat (a resumed run's time includes the pause)."""
+def wall_seconds(run: RunRow, status: str, now: datetime | None = None) -> float:
+    """Seconds from the run's start to its end: when it finished, else now while it is alive (`status`, as shown,
+    is `running`), else its last heartbeat (a resumed run's time includes the pause)."""
     end = run.finished_at
     if end is None:
-        end = (now or utcnow()) if shown_status(run, now) == "running" else run.heartbeat_at or now or utcnow()
+        end = (now or utcnow()) if status == "running" else run.heartbeat_at or now or utcnow()
     return max(0.0, (as_utc(end) - as_utc(run.created_at)).total_seconds())
 
 

@@ -61,7 +61,7 @@ def render_report(store: Store, run_id: str) -> str:
     report = run_report(store, run_id)
     outcomes = held_out_cases(store, run)
     parts = [
-        ("result", "Result", _result(report, wall_seconds(run))),
+        ("result", "Result", _result(report, wall_seconds(run, report["status"]))),
         ("trajectory", "Search trajectory", _trajectory(store, run_id)),
         ("confusion", "Confusion on the test split", _confusion(outcomes)),
         ("cases", "Test cases, seed vs. winner", _cases(outcomes)),

@@ -11,6 +11,7 @@ from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.report import run_report
 from promptopt.runs.search_writes import SearchWrites
 from promptopt.runs.store import Store
+from promptopt.runs.writer_lock import hold_writer
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -43,13 +44,13 @@ class RecordedRun:
 def recorded_run(store: Store, task: str, strategy: str, config: dict[str, Any], tools: list[Any],
                  splits: dict[int, str], order: Sequence[int], seed_prompt: str,
                  writes: SearchWrites | None = None) -> Iterator[RecordedRun]:
-    """Create the run and store its seed prompt (the incumbent and winner until something replaces it), beating
-    its heartbeat until the block ends. Ctrl-C or SIGTERM in the block stores it `interrupted` and raises
+    """Create the run and store its seed prompt (the incumbent and winner until something replaces it), holding
+    its writer lock and beating its heartbeat until the block ends. Ctrl-C or SIGTERM in the block stores it `interrupted` and raises
     `RunInterrupted`; any other error stores it `failed` with the error and re-raises. `writes` is where the run is
     written (a resumed run's replay, `ResumedStore`); reads and heartbeats go to `store`."""
     writes = writes or store
     run_id = writes.create_run(task, strategy, config, tools, splits, order)
-    with Heartbeat(store, run_id):
+    with hold_writer(store, run_id), Heartbeat(store, run_id):
         try:
             seed_id = writes.add_candidate(run_id, 0, seed_prompt, "seed", status="accepted")
             writes.update_run(run_id, seed_candidate_id=seed_id, winner_candidate_id=seed_id)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow, StepRow
+from promptopt.runs.writer_lock import run_status
 from promptopt.statistics import mcnemar_exact, smallest_significant_gain, wilson_interval
 
 
@@ -23,7 +23,7 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
     steps = store.steps(run_id)
     candidates = store.candidates(run_id)
     report: dict[str, Any] = {
-        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": status or shown_status(run),
+        "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": status or run_status(store, run),
         "test_cases": len(test_ids),
         "candidates": sum(1 for c in candidates if c.operator != "seed"),
         "invalid_candidates": sum(1 for c in candidates if c.status == "invalid"),
@@ -55,19 +55,19 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
                   steps=[{"step": s.step, "incumbent_id": s.incumbent_id, "val_accuracy": s.val_accuracy,
                           "message": s.message} for s in steps])
     if report["status"] != "finished":
-        report.update(unfinished_progress(run, steps))
+        report.update(unfinished_progress(run, steps, report["status"]))
     return report
 
 
-def unfinished_progress(run: RunRow, steps: list[StepRow]) -> dict[str, Any]:
+def unfinished_progress(run: RunRow, steps: list[StepRow], status: str) -> dict[str, Any]:
     """What a run that did not finish has: steps done of those planned, its incumbent (the last step's, else the
-    seed) with its validation score, and the error it stopped with."""
+    seed) with its validation score, and the error it stopped with (`status`: the one shown, see `run_status`)."""
     last = steps[-1] if steps else None
     incumbent_id = last.incumbent_id if last else run.seed_candidate_id
     val = last.val_accuracy if last and last.val_accuracy >= 0 else None
     error = run.error or ""
-    if run.status == "running" and shown_status(run) == "interrupted":
-        error = "its process is gone (killed or crashed): the run stopped writing its heartbeat"
+    if run.status == "running" and status == "interrupted":
+        error = "its process is gone (killed or crashed): it no longer holds the run's writer lock or writes its heartbeat"
     return {"steps_done": len({s.step for s in steps if s.step > 0}), "steps_planned": (run.config or {}).get("steps"),
             "incumbent": {"candidate_id": incumbent_id, "val_accuracy": val}, "error": error}
 

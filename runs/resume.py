@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from sqlalchemy import select, update
 
 from promptopt.models.base import CallRecord
-from promptopt.runs.heartbeat import STALE_AFTER, heartbeat_interval, shown_status
+from promptopt.runs.heartbeat import STALE_AFTER, heartbeat_interval
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.store import BpoPairRecord, EvaluationRecord, Store, call_values
 from promptopt.runs.tables import (
@@ -23,6 +23,7 @@ from promptopt.runs.tables import (
     StepRow,
     utcnow,
 )
+from promptopt.runs.writer_lock import run_status, writer_alive
 
 
 class ResumeError(ValueError):
@@ -45,13 +46,17 @@ class StoredRun:
 
 
 def load_resumable(store: Store, run_id: str) -> StoredRun:
-    """The stored run `run_id`, if it can be resumed (interrupted or failed); `ResumeError` says why not."""
+    """The stored run `run_id`, if it can be resumed (interrupted or failed); `ResumeError` says why not. The
+    resumer then takes the run's writer lock (`hold_writer`), which refuses a writer that started meanwhile."""
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    status = shown_status(run)
+    status = run_status(store, run)
     if status == "finished":
         raise ResumeError(f"run {run_id} is finished; there is nothing to resume (promptopt export {run_id})")
+    if status == "running" and writer_alive(store, run):
+        raise ResumeError(f"run {run_id} is being written by {run.writer} (it holds the run's writer lock, even if "
+                          "paused or waiting for the store); stop that process first, or let it finish")
     if status == "running":
         raise ResumeError(f"run {run_id} is still running (it wrote its heartbeat in the last "
                           f"{STALE_AFTER * heartbeat_interval():g} s); stop it first, or wait that long if its "

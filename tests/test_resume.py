@@ -2,6 +2,8 @@
 exactly what an uninterrupted run stores, for every strategy; what cannot be resumed is refused in words."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -15,6 +17,7 @@ from promptopt.runs.heartbeat import Heartbeat
 from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.resume import ResumeDiverged, ResumeError
 from promptopt.runs.store import Store
+from promptopt.runs.writer_lock import hold_writer
 from tests.fakes import OPTIONS, RUNS, Interrupting, ScriptedModel, interrupted_run
 
 
@@ -120,6 +123,10 @@ def test_what_cannot_be_resumed_is_refused(tmp_path, task):
     with pytest.raises(ResumeError, match="evaluator 'judge' cannot be rebuilt"):
         resume(run_id, db, model=model)
     store.update_run(run_id, status="running")
+    with hold_writer(store, run_id):
+        with pytest.raises(ResumeError, match=f"is being written by pid {os.getpid()} on "):
+            resume(run_id, db, model=model)
+    store.update_run(run_id, writer="")  # as stored before writer locks: the heartbeat decides
     with Heartbeat(store, run_id):
         with pytest.raises(ResumeError, match="still running"):
             resume(run_id, db, model=model)

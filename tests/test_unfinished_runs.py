@@ -12,8 +12,8 @@ from sqlalchemy import inspect, text
 from promptopt.api import optimize
 from promptopt.cli import main
 from promptopt.runs.heartbeat import Heartbeat, shown_status
-from promptopt.runs.lifecycle import RunInterrupted
 from promptopt.runs.store import Store
+from promptopt.runs.writer_lock import run_status
 from tests.fakes import OPTIONS, RUNS, ScriptedModel, interrupted_run
 
 DEMOS_CALLS = 558
@@ -54,9 +54,10 @@ def test_an_interrupted_run_is_shown_and_exported_as_unfinished(tmp_path, task):
     assert exported.exit_code == 0 and exported.output == Store(db).candidate(1).prompt
 
 
-def test_an_older_store_gains_the_heartbeat_and_case_order_columns(store_url, task):
+def test_an_older_store_gains_the_heartbeat_case_order_and_writer_columns(store_url, task):
     with Store(store_url).engine.begin() as connection:
         connection.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN writer"))
         connection.execute(text("ALTER TABLE run_cases DROP COLUMN position"))
         connection.execute(text("INSERT INTO runs (id, task, strategy, status, config, tools, summary, error, "
                                 "created_at) VALUES ('old', 'tool-routing', 'demos', 'running', '{}', '[]', '{}', "
@@ -65,5 +66,6 @@ def test_an_older_store_gains_the_heartbeat_and_case_order_columns(store_url, ta
     assert "heartbeat_at" in {c["name"] for c in inspect(upgraded.engine).get_columns("runs")}
     assert "position" in {c["name"] for c in inspect(upgraded.engine).get_columns("run_cases")}
     assert upgraded.run("old").heartbeat_at is None and shown_status(upgraded.run("old")) == "interrupted"
+    assert upgraded.run("old").writer == "" and run_status(upgraded, upgraded.run("old")) == "interrupted"
     result = optimize(model=ScriptedModel(task), db=store_url, **OPTIONS, **RUNS["demos"])
     assert upgraded.run(result.run_id).heartbeat_at is not None

@@ -11,9 +11,9 @@ from promptopt.cli.report import write_html
 from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.compare import COLUMNS, NUMERIC_COLUMNS, Comparison, compare_runs
 from promptopt.runs.export import FORMATS, export_prompt
-from promptopt.runs.heartbeat import shown_status
 from promptopt.runs.report import format_report, run_report
 from promptopt.runs.store import Store
+from promptopt.runs.writer_lock import run_status
 
 
 @click.command()
@@ -50,13 +50,14 @@ def runs() -> None:
 @db_option
 def list_runs(limit, db) -> None:
     """Recent runs: id, status, strategy, seed and winner test accuracy."""
-    rows = Store(db).runs(limit)
+    store = Store(db)
+    rows = store.runs(limit)
     for row in rows:
         summary = row.summary or {}
         seed = (summary.get("seed") or {}).get("test_accuracy")
         winner = (summary.get("winner") or {}).get("test_accuracy")
         scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
-        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {shown_status(row):11}  {row.strategy:8}  {scores}")
+        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {run_status(store, row):11}  {row.strategy:8}  {scores}")
     if not rows:
         click.echo("no runs stored", err=True)
 
