@@ -14,17 +14,20 @@ SPLITS = ("train", "val", "test")
 
 def split_cases(cases: Sequence[Case], seed: int, fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
                 ) -> dict[int, str]:
-    """Assign each case id to train/val/test; within each expected tool the shares follow `fractions`."""
+    """Assign each case id to train/val/test; within each expected tool the shares follow `fractions`. The split
+    is a function of the cases' contents and `seed` only (cases are ordered by content hash before the seeded
+    shuffle, never by store id), so the same cases and seed give the same split in any store."""
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
         raise ValueError("split fractions must be positive and sum to 1")
     rng = np.random.default_rng(seed)
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict[str, dict[int, str]] = defaultdict(dict)
     for case in cases:
-        groups[case.expected.name].append(case.id)
+        groups[case.expected.name][case.id] = case.content_hash()
     assignment: dict[int, str] = {}
     carry = np.zeros(3)
     for tool in sorted(groups):
-        ids = sorted(set(groups[tool]))
+        digests = groups[tool]
+        ids = sorted(digests, key=lambda case_id: digests[case_id])
         rng.shuffle(ids)
         # largest-remainder rounding, carried across tools so small groups don't all round the same way
         exact = np.array(fractions) * len(ids) + carry

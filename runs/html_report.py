@@ -15,7 +15,7 @@ from promptopt.runs.formats import dollars, duration, interval, p_value, percent
 from promptopt.runs.heartbeat import wall_seconds
 from promptopt.runs.html_page import esc, facts, navigation, page, section, table
 from promptopt.runs.prompt_diff import DiffLine, prompt_diff
-from promptopt.runs.report import RunNotFound, mean_text, run_report
+from promptopt.runs.report import RunNotFound, mean_text, run_report, split_line
 from promptopt.runs.report_plots import confusion_svg, trajectory_svg
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow
@@ -115,7 +115,7 @@ def _result(report: dict[str, Any], wall: float) -> str:
         (str(report["broken"]), "broken (the seed got them right, the winner wrong)"),
         *spent,
     ])
-    notes = []
+    notes = [line[0].upper() + line[1:] + "." for line in split_line(report)]
     if report["winner"]["candidate_id"] == report["seed"]["candidate_id"]:
         notes.append("No candidate passed acceptance; the seed prompt stays the winner.")
     if report["failed_calls"]:

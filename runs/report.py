@@ -1,6 +1,7 @@
 """A run's result, computed from the store: seed vs. winner on the test split with intervals and a paired test."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from promptopt.runs.store import Store
@@ -19,12 +20,13 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
     run = store.run(run_id)
     if run is None:
         raise RunNotFound(run_id)
-    test_ids = [cid for cid, split in store.run_splits(run_id).items() if split == "test"]
+    splits = store.run_splits(run_id)
+    test_ids = [cid for cid, split in splits.items() if split == "test"]
     steps = store.steps(run_id)
     candidates = store.candidates(run_id)
     report: dict[str, Any] = {
         "run_id": run_id, "task": run.task, "strategy": run.strategy, "status": status or run_status(store, run),
-        "test_cases": len(test_ids),
+        "test_cases": len(test_ids), "split": split_summary(store, run, splits),
         "candidates": sum(1 for c in candidates if c.operator != "seed"),
         "invalid_candidates": sum(1 for c in candidates if c.status == "invalid"),
         "accepted": sum(1 for c in candidates if c.status == "accepted" and c.operator != "seed"),
@@ -57,6 +59,16 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
     if report["status"] != "finished":
         report.update(unfinished_progress(run, steps, report["status"]))
     return report
+
+
+def split_summary(store: Store, run: RunRow, splits: dict[int, str]) -> dict[str, Any]:
+    """Which split the run used: its seed, the size of each part, and a fingerprint of which cases went where (by
+    content, so runs on the same cases and seed show the same fingerprint in any store)."""
+    digests = {case.id: case.content_hash() for case in store.cases(list(splits))}
+    lines = sorted(f"{splits[case_id]} {digest}" for case_id, digest in digests.items())
+    return {"seed": (run.config or {}).get("seed"),
+            **{name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")},
+            "fingerprint": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:12]}
 
 
 def unfinished_progress(run: RunRow, steps: list[StepRow], status: str) -> dict[str, Any]:
@@ -108,6 +120,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["",
               f"paired exact McNemar p = {report['p_value']:.4g} on {report['test_cases']} held-out test cases: "
               f"{report['fixed']} fixed, {report['broken']} broken",
+              *split_line(report),
               f"candidates {report['candidates']} ({report['invalid_candidates']} invalid), accepted "
               f"{report['accepted']}; model calls {report['model_calls']} ({report['new_model_calls']} new, "
               f"{report['cache_hits']} from cache), tokens in {report['tokens_in']}, out {report['tokens_out']}, "
@@ -129,6 +142,15 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         lines += test_size_warning(report)
     return "\n".join(lines)
+
+
+def split_line(report: dict[str, Any]) -> list[str]:
+    """The split, as the summary shows it (none for reports stored before they named it)."""
+    split = report.get("split") or {}
+    if not split:
+        return []
+    return [f"split: seed {split['seed']}, train {split['train']} / validation {split['val']} / test {split['test']}"
+            f" cases, fingerprint {split['fingerprint']} (the same cases and seed give the same split in any store)"]
 
 
 def test_size_warning(report: dict[str, Any]) -> list[str]:

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from promptopt.api import optimize
 from promptopt.case import Case, ToolCall
 from promptopt.markup import strip_markers
 from promptopt.optimizer.candidates import validation_problem
 from promptopt.optimizer.splits import split_cases, stratified_sample
+from promptopt.runs.case_import import read_cases
+from promptopt.runs.store import Store
 from promptopt.statistics import mcnemar_exact, wilson_interval
+from tests.fakes import OPTIONS, RUNS, ScriptedModel
 
 TOOLS = ["get_order_status", "find_stores"]
 SEED = ("Use get_order_status or find_stores.\n<!-- protected -->\nNever share card numbers.\n"
@@ -53,6 +58,26 @@ def test_splits_are_seeded_and_stratified():
     counts = Counter((c.expected.name, first[c.id]) for c in cases)
     for tool in ("a", "b", "none"):
         assert (counts[(tool, "train")], counts[(tool, "val")], counts[(tool, "test")]) == (20, 10, 10)
+
+
+def test_the_split_follows_the_cases_not_their_store_ids():
+    cases = [Case(query=f"q{i}", expected=ToolCall(["a", "b", "none"][i % 3]), id=i) for i in range(120)]
+    renumbered = [replace(c, id=5000 - c.id) for c in reversed(cases)]
+    by_query = lambda given: {c.query: split for c in given for split in [split_cases(given, 7)[c.id]]}  # noqa: E731
+    assert by_query(cases) == by_query(renumbered)
+
+
+def test_a_store_that_already_held_some_cases_gives_the_same_split_and_seed_accuracy(tmp_path, task):
+    """Importing good_cases.jsonl first (so the bundled cases get other store ids) changes nothing of the run's split
+    or its seed's test result."""
+    fresh = optimize(model=ScriptedModel(task), db=f"sqlite:///{tmp_path / 'fresh.db'}", **OPTIONS, **RUNS["demos"])
+    used = f"sqlite:///{tmp_path / 'used.db'}"
+    good = next(path for path in task.case_files if path.name == "good_cases.jsonl")
+    Store(used).import_cases(read_cases(good, task.tools))
+    again = optimize(model=ScriptedModel(task), db=used, **OPTIONS, **RUNS["demos"])
+    assert again.report["split"] == fresh.report["split"]
+    assert again.report["seed"]["test_accuracy"] == fresh.report["seed"]["test_accuracy"]
+    assert again.report["winner"]["test_accuracy"] == fresh.report["winner"]["test_accuracy"]
 
 
 def test_training_samples_keep_every_tool_even_a_rare_one():

@@ -16,8 +16,9 @@ from promptopt.runs.store import Store
 from promptopt.runs.writer_lock import run_status
 from tests.fakes import OPTIONS, RUNS, ScriptedModel, interrupted_run
 
-DEMOS_CALLS = 558
-"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 301."""
+DEMOS_CALLS = 933
+"""Model calls of the uninterrupted demos run (`tests/golden/reproduction.json`); its first step ends at 426, its
+second at 683."""
 
 
 def test_ctrl_c_stores_the_run_as_interrupted(tmp_path, task):
@@ -38,20 +39,20 @@ def test_a_stale_heartbeat_shows_a_running_run_as_interrupted(store, monkeypatch
 
 def test_an_interrupted_run_is_shown_and_exported_as_unfinished(tmp_path, task):
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    run_id = interrupted_run(db, task, "demos", int(0.75 * DEMOS_CALLS))
+    run_id = interrupted_run(db, task, "demos", int(0.6 * DEMOS_CALLS))
     runner = CliRunner()
     listed = runner.invoke(main, ["runs", "list", "--db", db])
     assert run_id in listed.output and "interrupted" in listed.output
     shown = runner.invoke(main, ["runs", "show", run_id, "--db", db])
     assert shown.exit_code == 0, shown.output
-    assert "1 of 2 step(s) done; incumbent candidate 1, validation 34.4%" in shown.output
+    assert "1 of 2 step(s) done; incumbent candidate 3, validation 38.4%" in shown.output
     assert f"resume with: promptopt run --resume {run_id}" in shown.output
     assert "McNemar" not in shown.output and "stays the winner" not in shown.output
     refused = runner.invoke(main, ["export", run_id, "--db", db])
     assert refused.exit_code == 1 and refused.output.count("\n") == 1
     assert "interrupted, not finished" in refused.output and f"--resume {run_id}" in refused.output
     exported = runner.invoke(main, ["export", run_id, "--incumbent", "--db", db])
-    assert exported.exit_code == 0 and exported.output == Store(db).candidate(1).prompt
+    assert exported.exit_code == 0 and exported.output == Store(db).candidate(3).prompt
 
 
 def test_an_older_store_gains_the_heartbeat_case_order_and_writer_columns(store_url, task):
