@@ -1,8 +1,6 @@
 """The Python API: the same run as `promptopt run`, from a script."""
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,7 +18,7 @@ from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import require_every_split, split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
-from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
+from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, jsonl_records
 from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import Store
@@ -85,10 +83,8 @@ def _refuse_unstorable_cases(files: Sequence[ParsedFile]) -> None:
 def _record_lines(path: str | Path) -> list[int]:
     """The line of each record of a case file `read_cases` accepted (one case per record, numbered as it does)."""
     text = Path(path).read_bytes().decode("utf-8-sig")
-    if Path(path).suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        return [reader.line_num for _ in reader]
-    return [line for line, _ in jsonl_records(str(path), text)]
+    records = csv_rows(str(path), text)[1] if Path(path).suffix.lower() == ".csv" else jsonl_records(str(path), text)
+    return [record[0] for record in records if not isinstance(record, Problem)]
 
 
 @dataclass(frozen=True)

@@ -102,17 +102,41 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
 
 def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
     """Each CSV row as (line number, a record shaped like a JSON line), or a Problem naming the bad line."""
-    reader = csv.DictReader(io.StringIO(text))
-    records: list[tuple[int, Any] | Problem] = []
+    columns, rows = csv_rows(name, text)
+    problems: list[tuple[int, Any] | Problem] = list(_header_problems(name, columns))
+    if problems:
+        return problems
+    return [row if isinstance(row, Problem) else _csv_row(name, *row) for row in rows]
+
+
+def csv_rows(name: str, text: str) -> tuple[list[str], list[tuple[int, dict[str, str]] | Problem]]:
+    """A CSV text's header and each row after it as (line where the row ends, {column: cell}), or a Problem naming
+    the line: a row with fewer or more cells than the header, a quote never closed, anything `csv` cannot read."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    header: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]] | Problem] = []
+    start = 1
     try:
-        records.extend(_header_problems(name, reader.fieldnames or []))
-        if records:
-            return records
-        for row in reader:
-            records.append(_csv_row(name, reader.line_num, row, len(reader.fieldnames or [])))
+        for cells in reader:
+            if cells and header is None:
+                header = cells
+            elif cells and len(cells) != len(header or ()):
+                rows.append(Problem(name, reader.line_num, None, _width_problem(len(cells), len(header or ()))))
+            elif cells:
+                rows.append((reader.line_num, dict(zip(header or (), cells))))
+            start = reader.line_num + 1
     except csv.Error as error:
-        records.append(Problem(name, reader.reader.line_num, None, f"cannot read CSV: {error}"))
-    return records
+        message = (f"a quote opened in this row is never closed (the file ends at line {reader.line_num})"
+                   if "unexpected end of data" in str(error) else f"cannot read CSV: {error}")
+        rows.append(Problem(name, start, None, message))
+    return header or [], rows
+
+
+def _width_problem(cells: int, columns: int) -> str:
+    """Why a row with `cells` cells does not fit a header of `columns` columns, and the likely cause."""
+    if cells > columns:
+        return f"{cells - columns} more field(s) than the header's {columns} columns (a comma in an unquoted cell?)"
+    return f"{columns - cells} fewer field(s) than the header's {columns} columns (a missing comma?)"
 
 
 def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
@@ -127,11 +151,8 @@ def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
     return problems
 
 
-def _csv_row(name: str, line: int, row: dict[str | None, Any], width: int) -> tuple[int, Any] | Problem:
-    """One CSV row as (line, record), or a Problem: a cell of invalid JSON, or more fields than the header."""
-    if row.get(None):
-        return Problem(name, line, None, f"{len(row[None])} more field(s) than the header's {width} columns "
-                                         "(a comma in an unquoted cell?)")
+def _csv_row(name: str, line: int, row: dict[str, str]) -> tuple[int, Any] | Problem:
+    """One CSV row as (line, record), or a Problem: a cell of invalid JSON."""
     data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
                             "source": row.get("source") or ""}
     try:
