@@ -6,6 +6,7 @@ import is all-or-nothing. The format is documented in the README ("Case files").
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+from promptopt.strict_json import loads
 
 MAX_QUERY_CHARS = 8_000
 """The longest query a case may hold; the task model reads it once per case and candidate."""
@@ -24,6 +26,10 @@ MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
 CSV_COLUMNS = ("query", "context", "expected_tool", "expected_arguments", "actual_tool", "actual_arguments",
                "label", "tags", "source", "expected_text")
+CASE_FIELDS = ("query", "context", "expected", "actual", "label", "tags", "source")
+"""The fields of a case record; any other is refused (a typo would otherwise be dropped without a word)."""
+CALL_FIELDS = ("tool", "arguments", "text")
+"""The fields of `expected` and `actual`."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
+            records.append((number, loads(line)))
         except json.JSONDecodeError as error:
             records.append(Problem(name, number, None, f"invalid JSON: {error.msg} (column {error.colno})"))
     return records
@@ -156,13 +162,13 @@ def _csv_row(name: str, line: int, row: dict[str, str]) -> tuple[int, Any] | Pro
     data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
                             "source": row.get("source") or ""}
     try:
-        data["context"] = json.loads(row["context"]) if row.get("context") else []
+        data["context"] = loads(row["context"]) if row.get("context") else []
         data["expected"] = {"tool": row.get("expected_tool") or None,
-                            "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
+                            "arguments": loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
                             "text": row.get("expected_text") or ""}
         if row.get("actual_tool") or row.get("actual_arguments"):
             data["actual"] = {"tool": row.get("actual_tool") or None,
-                              "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
+                              "arguments": loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
     except json.JSONDecodeError as error:
         return Problem(name, line, None, f"invalid JSON in a column: {error.msg}")
     tags = row.get("tags") or ""
@@ -200,6 +206,17 @@ def _nul_fields(value: Any, field: str) -> list[str]:
     return []
 
 
+def _unknown_fields(data: dict[Any, Any], known: Sequence[str], prefix: str = "") -> list[tuple[str, str]]:
+    """(field, message) for each key of `data` not in `known`, suggesting the known field it is closest to."""
+    found = []
+    for key in map(str, data):
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"the fields are: {', '.join(known)}"
+            found.append((prefix + key, f"unknown field; {hint}"))
+    return found
+
+
 class CaseValidator:
     """Checks one decoded record against the case format and the task's tools (production logs reuse it)."""
 
@@ -218,7 +235,7 @@ class CaseValidator:
         if not isinstance(data, dict):
             problem(None, "each line must be a JSON object")
             return None
-        for field, message in _text_problems(data):
+        for field, message in [*_unknown_fields(data, CASE_FIELDS), *_text_problems(data)]:
             problem(field, message)
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
@@ -253,6 +270,11 @@ class CaseValidator:
             return None
         if not isinstance(value, dict) or "tool" not in value:
             problem(field, 'must be an object like {"tool": "name" or null, "arguments": {...}}')
+            return None
+        unknown = _unknown_fields(value, CALL_FIELDS, f"{field}.")
+        for where, message in unknown:
+            problem(where, message)
+        if unknown:
             return None
         tool = value.get("tool")
         arguments = value.get("arguments") or {}

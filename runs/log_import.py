@@ -23,6 +23,7 @@ from promptopt.runs.case_import import (
     read_cases,
     read_text,
 )
+from promptopt.strict_json import loads
 
 FORMATS = ("auto", "cases", "openai", "sharegpt")
 LABEL_COLUMNS = ("record", "turn", "query", "actual_tool", "actual_arguments", "expected_tool",
@@ -239,7 +240,7 @@ def _sharegpt_message(where: str, turn: Any, report: Report) -> Message | None:
     if turn["from"] == "function_call":
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads(value)
             except json.JSONDecodeError as error:
                 report(f"{where}.value", f"invalid JSON in a function call: {error.msg}")
                 return None
@@ -260,7 +261,7 @@ def _call(function: Any, where: str, report: Report) -> dict[str, Any] | None:
     arguments = function.get("arguments") or {}
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            arguments = loads(arguments)
         except json.JSONDecodeError as error:
             report(f"{where}.arguments", f"invalid JSON: {error.msg}")
             return None
@@ -370,7 +371,7 @@ def _label_row(name: str, line: int, row: dict[str, str], labels: dict[LabelKey,
     if turn is None and (row.get("turn") or "").strip():
         problems.append(Problem(name, line, "turn", "must be a turn number (1 for the first) or empty for the last"))
     try:
-        arguments = json.loads(row.get("expected_arguments") or "{}")
+        arguments = loads(row.get("expected_arguments") or "{}")
     except json.JSONDecodeError as error:
         problems.append(Problem(name, line, "expected_arguments", f"invalid JSON: {error.msg}"))
         return

@@ -4,13 +4,17 @@ fields, JSON that would crash the parser, and the texts, numbers and model names
 other fail on halfway through an import or a run."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
 from promptopt.cli import main
 from promptopt.runs.store import Store
-from tests.support import write_jsonl
+from tests.support import case_record, write_jsonl
 
+GOOD = json.dumps(case_record("any coupons today?", "get_promotions"))
+ORDER = '{"query": "where is my order", "expected": {"tool": "get_order_status", "arguments": {"order_id": %s}}}'
 CSV_HEADER = "query,expected_tool,expected_arguments\n"
 CSV_ROW = 'where is my order,get_order_status,"{""order_id"": ""FM1""}"\n'
 
@@ -35,8 +39,10 @@ def refused(result, db: str) -> str:
          ":3: a quote opened in this row is never closed (the file ends at line 5)"),
         ("hello\n", ":3: 2 fewer field(s) than the header's 3 columns (a missing comma?)"),
         ("thanks,none\n", ":3: 1 fewer field(s) than the header's 3 columns"),
+        ('my order,get_order_status,"{""order_id"": 1e999}"\n',
+         ":3: invalid JSON in a column: 1e999 is not a finite number, which the store cannot hold"),
     ],
-    ids=["unterminated-quote", "short-row", "one-cell-short"],
+    ids=["unterminated-quote", "short-row", "one-cell-short", "infinite-argument"],
 )
 def test_csv_rows_that_do_not_fit_are_refused_with_their_line(tmp_path, rows, needle):
     path = tmp_path / "cases.csv"
@@ -54,3 +60,60 @@ def test_a_short_row_in_a_labels_csv_is_refused_with_its_line(tmp_path):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     output = refused(imported(log, db, "--labels", str(labels)), db)
     assert f"{labels}:2: 1 fewer field(s) than the header's 4 columns" in output
+
+
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ('{"query": "hi", "expected": {"tool": null}, "lable": "good"}',
+         "lable: unknown field; did you mean 'label'?"),
+        ('{"query": "hi", "expected": {"tool": null, "txt": "hello"}}',
+         "expected.txt: unknown field; did you mean 'text'?"),
+        ('{"query": "hi", "expected": {"tool": null}, "weight": 2}',
+         "weight: unknown field; the fields are: query, context, expected, actual, label, tags, source"),
+        ('{"query": "hi", "label": "good", "expected": {"tool": null}, "label": "bad"}',
+         "invalid JSON: key 'label' appears twice in one object (column 1)"),
+        ('{"query": "where is \\ud800 my order", "expected": {"tool": null}}',
+         "invalid JSON: a string contains a lone surrogate (\\ud800 to \\udfff), which the store cannot hold"),
+        ("[" * 100_000, "invalid JSON: nested more than 100 levels deep"),
+        (ORDER % "NaN", "invalid JSON: NaN is not a finite number, which the store cannot hold"),
+        (ORDER % "-Infinity", "invalid JSON: -Infinity is not a finite number"),
+        (ORDER % "1e999", "invalid JSON: 1e999 is not a finite number"),
+        ('{"query": "hi", "context": [{"role": "user", "content": "hello", "score": NaN}], '
+         '"expected": {"tool": null}}', "invalid JSON: NaN is not a finite number"),
+    ],
+    ids=["typo", "typo-in-expected", "unknown", "duplicate-key", "lone-surrogate", "deep-nesting", "nan",
+         "infinity", "overflow", "nan-in-context"],
+)
+def test_json_a_store_would_misread_is_refused_with_its_line(tmp_path, line, needle):
+    path = tmp_path / "cases.jsonl"
+    path.write_text(f"{GOOD}\n{line}\n", encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    output = refused(imported(path, db), db)
+    assert f"{path}:2: {needle}" in output
+    assert f"{path}:1" not in output
+
+
+def test_a_typo_in_a_log_correction_is_refused_but_not_the_log_own_fields(tmp_path):
+    """Gateway logs carry fields of their own (id, model, usage, refusal...): only the correction's are checked."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_order_status",
+                                                            "arguments": '{"order_id": "FM1"}'}}
+    record = {"id": "chatcmpl-1", "model": "gpt-4o", "created": 1767225600, "usage": {"prompt_tokens": 9},
+              "messages": [{"role": "user", "content": "where is my order FM1?", "name": "web"}],
+              "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
+                  "role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}}],
+              "expected": {"tool": "get_order_status", "argumnets": {"order_id": "FM1"}}}
+    sharegpt = {"id": "sg-1", "system": "You help shoppers.", "tools": "[]", "conversations": [
+        {"from": "human", "value": "hi", "weight": 0},
+        {"from": "gpt", "value": "hello", "weight": 1, "expected": {"tool": None, "lable": "good"}}]}
+    log, chat = write_jsonl(tmp_path / "log.jsonl", [record]), write_jsonl(tmp_path / "sharegpt.jsonl", [sharegpt])
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    assert refused(imported(log, db), db).splitlines()[1:] == [
+        f"{log}:1: expected.argumnets: unknown field; did you mean 'arguments'?"]
+    assert refused(imported(chat, db), db).splitlines()[1:] == [
+        f"{chat}:1: conversations[1].expected.lable: unknown field; the fields are: tool, arguments, text"]
+    record["expected"]["arguments"] = record["expected"].pop("argumnets")
+    sharegpt["conversations"][1]["expected"] = {"tool": None}
+    write_jsonl(log, [record]), write_jsonl(chat, [sharegpt])
+    assert imported(log, db).exit_code == 0 and imported(chat, db).exit_code == 0
+    assert Store(db).count_cases() == 2

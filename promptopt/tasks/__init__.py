@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from promptopt.case import NO_TOOL
 from promptopt.markup import DEFAULT_MAX_CHARS, unpaired_marker
+from promptopt.strict_json import loads
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TASKS = {"tool-routing": ToolRoutingTask}
@@ -52,7 +53,7 @@ def load_tools(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
+        data = loads(text)
     except (OSError, UnicodeDecodeError) as error:
         raise TaskFileError(f"{path}: cannot read tools file: {error}") from None
     except json.JSONDecodeError as error:
