@@ -1,9 +1,9 @@
-"""Input JSON read strictly.
+"""Input JSON read strictly, and the values every store holds alike.
 
 `json.loads` lets through what a store keeps differently or not at all: a key given twice (the last silently
 wins), a number that is not finite (SQLite keeps `NaN`, PostgreSQL refuses it halfway through an import), a lone
 surrogate (no store can encode it) and nesting deep enough to crash the parser. `loads` refuses each with the line
-it is on.
+it is on; `unstorable` finds them, and NUL characters, in values built some other way.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 MAX_DEPTH = 100
 """How deep input JSON may nest: far more than a case or a tool schema needs, far less than crashes the parser."""
+NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 SURROGATE_MESSAGE = "contains a lone surrogate (\\ud800 to \\udfff), which the store cannot hold"
 NON_FINITE_MESSAGE = "is not a finite number, which the store cannot hold"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -107,3 +108,33 @@ def _integer(token: str) -> int:
     except ValueError:
         raise _Refused(f"a number of {len(token):,} digits is too long") from None
 
+
+def unstorable(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """(field, message) for each text (key or string) of a JSON-like value holding a NUL character or a lone
+    surrogate and each number that is not finite, fields named like `context[0].content`, in document order."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any, str]] = [(field, value, "")]
+    while stack:
+        where, item, key = stack.pop()
+        found += [(where, message) for message in _text_problems(key)]
+        if isinstance(item, dict):
+            named = [(_shown(str(k)), child, str(k)) for k, child in item.items()]
+            stack += reversed([(f"{where}.{name}" if where else name, child, k) for name, child, k in named])
+        elif isinstance(item, (list, tuple)):
+            stack += reversed([(f"{where}[{index}]", child, "") for index, child in enumerate(item)])
+        elif isinstance(item, str):
+            found += [(where, message) for message in _text_problems(item)]
+        elif isinstance(item, float) and not math.isfinite(item):
+            found.append((where, f"{item} {NON_FINITE_MESSAGE}"))
+    return list(dict.fromkeys(found))
+
+
+def _text_problems(text: str) -> list[str]:
+    """Why a text cannot be stored: a NUL character, a lone surrogate (both, or neither)."""
+    return [message for bad, message in (("\x00" in text, NUL_MESSAGE),
+                                         (bool(_SURROGATE.search(text)), SURROGATE_MESSAGE)) if bad]
+
+
+def _shown(key: str) -> str:
+    """A key as a field name can show it: NUL and lone surrogates written as escapes."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", key.replace("\x00", "\\u0000"))

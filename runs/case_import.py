@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
-from promptopt.strict_json import loads
+from promptopt.strict_json import loads, unstorable
 
 MAX_QUERY_CHARS = 8_000
 """The longest query a case may hold; the task model reads it once per case and candidate."""
 MAX_CONTEXT_CHARS = 32_000
 """The most characters a case's context messages may hold together."""
-NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 
 MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
@@ -177,8 +176,9 @@ def _csv_row(name: str, line: int, row: dict[str, str]) -> tuple[int, Any] | Pro
 
 
 def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """(field, message) for every text holding a NUL character and for a query or context over its limit."""
-    found: list[tuple[str | None, str]] = [(field or None, NUL_MESSAGE) for field in _nul_fields(data, "")]
+    """(field, message) for every text or number the store cannot hold (`unstorable`: a NUL character, say) and a
+    query or context over its limit."""
+    found: list[tuple[str | None, str]] = [(field or None, message) for field, message in unstorable(data)]
     query = data.get("query")
     if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
         found.append(("query", f"too long: {len(query):,} characters, the limit is {MAX_QUERY_CHARS:,}"))
@@ -189,21 +189,6 @@ def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
             found.append(("context", f"too long: its messages hold {size:,} characters, the limit is "
                                      f"{MAX_CONTEXT_CHARS:,}"))
     return found
-
-
-def _nul_fields(value: Any, field: str) -> list[str]:
-    """The fields (`context[0].content`) of a decoded value whose text or keys hold a NUL character."""
-    if isinstance(value, str):
-        return [field] if "\x00" in value else []
-    if isinstance(value, dict):
-        found = [field for key in value if "\x00" in str(key)]
-        for key, item in value.items():
-            name = str(key).replace("\x00", "\\u0000")
-            found += _nul_fields(item, f"{field}.{name}" if field else name)
-        return list(dict.fromkeys(found))
-    if isinstance(value, list):
-        return [found for index, item in enumerate(value) for found in _nul_fields(item, f"{field}[{index}]")]
-    return []
 
 
 def _unknown_fields(data: dict[Any, Any], known: Sequence[str], prefix: str = "") -> list[tuple[str, str]]:

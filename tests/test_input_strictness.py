@@ -9,14 +9,19 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from promptopt.case import Case, ToolCall
 from promptopt.cli import main
-from promptopt.runs.store import Store
+from promptopt.runs.store import CaseRejected, Store
+from promptopt.tasks import bundled_task
 from tests.support import case_record, write_jsonl
 
 GOOD = json.dumps(case_record("any coupons today?", "get_promotions"))
 ORDER = '{"query": "where is my order", "expected": {"tool": "get_order_status", "arguments": {"order_id": %s}}}'
 CSV_HEADER = "query,expected_tool,expected_arguments\n"
 CSV_ROW = 'where is my order,get_order_status,"{""order_id"": ""FM1""}"\n'
+NUL = "contains a NUL character (\\u0000), which the store cannot hold"
+DEAD_ENDPOINT = "http://127.0.0.1:9/v1"
+"""Nothing listens there: a run that got as far as calling its model would fail."""
 
 
 def imported(path, db: str, *args: str):
@@ -117,3 +122,43 @@ def test_a_typo_in_a_log_correction_is_refused_but_not_the_log_own_fields(tmp_pa
     write_jsonl(log, [record]), write_jsonl(chat, [sharegpt])
     assert imported(log, db).exit_code == 0 and imported(chat, db).exit_code == 0
     assert Store(db).count_cases() == 2
+
+
+def test_unstorable_cases_are_refused_alike_by_every_store(store_url, tmp_path):
+    """SQLite kept `Infinity` and NUL characters in JSON columns where PostgreSQL failed halfway; both refuse."""
+    path = tmp_path / "cases.jsonl"
+    nul_context = case_record("hi", None, context=[{"role": "user", "content": "hel\x00lo"}])
+    nul_argument = case_record("my order", "get_order_status", expected={"tool": "get_order_status",
+                                                                        "arguments": {"order_id": "FM\x001"}})
+    path.write_text("\n".join([GOOD, ORDER % "Infinity", json.dumps(nul_context), json.dumps(nul_argument)]) + "\n",
+                    encoding="utf-8")
+    column = (ORDER % "Infinity").index('{"order_id"') + 1
+    assert refused(imported(path, store_url), store_url).splitlines()[1:] == [
+        f"{path}:2: invalid JSON: Infinity is not a finite number, which the store cannot hold (column {column})",
+        f"{path}:3: context[0].content: {NUL}",
+        f"{path}:4: expected.arguments.order_id: {NUL}"]
+    store = Store(store_url)
+    with pytest.raises(CaseRejected) as rejected:
+        store.import_cases([Case("fine", ToolCall()), Case("my order", ToolCall("get_order_status",
+                                                                                {"order_id": float("nan")})),
+                            Case("hi", ToolCall(), context=({"role": "user", "content": "\ud800"},))])
+    assert str(rejected.value).splitlines() == [
+        "case 2: expected.arguments.order_id: nan is not a finite number, which the store cannot hold",
+        "case 3: context[0].content: contains a lone surrogate (\\ud800 to \\udfff), which the store cannot hold"]
+    assert store.count_cases() == 0
+
+
+def test_nul_in_the_prompt_or_tools_file_is_refused_alike_by_every_store(store_url, tmp_path):
+    cases = write_jsonl(tmp_path / "cases.jsonl", [case_record("any coupons today?", "get_promotions")])
+    tools = bundled_task("tool-routing").tools
+    tools[1]["function"]["description"] += "\x00"
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps(tools, indent=2), encoding="utf-8")
+    line = json.dumps(tools, indent=2).splitlines().index("  {", 2) + 1
+    output = refused(imported(cases, store_url, "--tools", str(tools_file)), store_url)
+    assert output == f"Error: {tools_file}:{line}: tool #2: function.description: {NUL}\n"
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("You help shoppers of a grocery app.\nAnswer in the user's language.\x00\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "--prompt", str(prompt), "--cases", str(cases), "--model", "scripted",
+                                       "--base-url", DEAD_ENDPOINT, "--db", store_url])
+    assert refused(result, store_url) == f"Error: {prompt}:2: the prompt {NUL}\n"
