@@ -12,6 +12,7 @@ from promptopt.evaluators.judge import DEFAULT_RUBRIC, JUDGE_INSTRUCTIONS, load_
 from promptopt.evaluators.registry import EvaluatorSettings, available, build_evaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
+from promptopt.models.settings import FLAGS, ROLE_SETTINGS, check_model_name
 from promptopt.optimizer import make_strategy
 from promptopt.optimizer.estimate import Estimate, estimate_run, rough_tokens
 from promptopt.optimizer.loop import RunConfig, run_optimization
@@ -109,6 +110,7 @@ def _named(model: Any) -> str | None:
 def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
     if request.task not in TASKS:
         raise ValueError(f"unknown task {request.task!r}; known tasks: {', '.join(TASKS)}")
+    _check_model_names(request)
     strategy = make_strategy(request.strategy, request.options)
     bundled = bundled_task(request.task)
     file_config = load_config(request.config_file)
@@ -127,6 +129,17 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
                   case_files=list(request.cases) if request.cases else list(bundled.case_files),
                   task_settings=task_settings, optimizer_settings=optimizer_settings,
                   prices=load_prices(extra=file_config.get("prices")), strategy=strategy, config=config)
+
+
+def _check_model_names(request: RunRequest) -> None:
+    """Refuse a model name the store cannot record before anything is written: the judge's is otherwise resolved
+    only once the cases are imported, and a backend object's is never resolved."""
+    for role, setting in ROLE_SETTINGS.items():
+        given = getattr(request, setting)
+        if isinstance(given, str):
+            check_model_name(given, FLAGS[role])
+        elif given is not None:
+            check_model_name(given.name, f"{setting}= (the backend's name)")
 
 
 def optimize(request: RunRequest | None = None, progress: Callable[[str], None] | None = None,

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from promptopt.case import Case
+from promptopt.models.settings import MAX_MODEL_NAME
 from promptopt.strict_json import unstorable
 
 MAX_TOOL_NAME = 128
@@ -155,7 +156,7 @@ class ModelCallRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, nullable=True)
     role: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(MAX_MODEL_NAME))
     tokens_in: Mapped[int] = mapped_column(Integer)
     tokens_out: Mapped[int] = mapped_column(Integer)
     latency_s: Mapped[float] = mapped_column(Float)

@@ -9,10 +9,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from promptopt.api import optimize
 from promptopt.case import Case, ToolCall
 from promptopt.cli import main
+from promptopt.models.settings import ModelSettingsError
 from promptopt.runs.store import CaseRejected, Store
 from promptopt.tasks import bundled_task
+from tests.fakes import FakeRouter
 from tests.support import case_record, write_jsonl
 
 GOOD = json.dumps(case_record("any coupons today?", "get_promotions"))
@@ -20,6 +23,7 @@ ORDER = '{"query": "where is my order", "expected": {"tool": "get_order_status",
 CSV_HEADER = "query,expected_tool,expected_arguments\n"
 CSV_ROW = 'where is my order,get_order_status,"{""order_id"": ""FM1""}"\n'
 NUL = "contains a NUL character (\\u0000), which the store cannot hold"
+LONG_NAME = "m" * 129
 DEAD_ENDPOINT = "http://127.0.0.1:9/v1"
 """Nothing listens there: a run that got as far as calling its model would fail."""
 
@@ -162,3 +166,30 @@ def test_nul_in_the_prompt_or_tools_file_is_refused_alike_by_every_store(store_u
     result = CliRunner().invoke(main, ["run", "--prompt", str(prompt), "--cases", str(cases), "--model", "scripted",
                                        "--base-url", DEAD_ENDPOINT, "--db", store_url])
     assert refused(result, store_url) == f"Error: {prompt}:2: the prompt {NUL}\n"
+
+
+@pytest.mark.parametrize("flag", ["--model", "--optimizer-model"])
+def test_a_model_name_longer_than_the_store_records_is_refused_alike_by_every_store(store_url, tmp_path, flag):
+    """SQLite kept a 129-character model name; PostgreSQL failed at the run's first model call."""
+    cases = write_jsonl(tmp_path / "cases.jsonl", [case_record("any coupons today?", "get_promotions")])
+    models = ["--model", LONG_NAME] if flag == "--model" else ["--model", "scripted", "--optimizer-model", LONG_NAME]
+    result = CliRunner().invoke(main, ["run", "--cases", str(cases), *models, "--base-url", DEAD_ENDPOINT,
+                                       "--optimizer-base-url", DEAD_ENDPOINT, "--db", store_url])
+    assert refused(result, store_url) == \
+        f"Error: {flag}: the model name is 129 characters long; the store records names of at most 128\n"
+
+
+class LongNamed(FakeRouter):
+    """A scripted task model whose name is longer than the store records."""
+
+    name = LONG_NAME
+
+    def choose(self, system_prompt, conversation):
+        return "none"
+
+
+def test_a_backend_named_longer_than_the_store_records_is_refused_before_any_write(store_url, tmp_path):
+    cases = write_jsonl(tmp_path / "cases.jsonl", [case_record("any coupons today?", "get_promotions")])
+    with pytest.raises(ModelSettingsError, match="model= \\(the backend's name\\): the model name is 129 characters"):
+        optimize(model=LongNamed(), cases=[cases], db=store_url)
+    assert Store(store_url).count_cases() == 0 and Store(store_url).runs() == []
