@@ -1,8 +1,6 @@
 """The Python API: the same run as `promptopt run`, from a script."""
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,13 +12,14 @@ from promptopt.evaluators.judge import DEFAULT_RUBRIC, JUDGE_INSTRUCTIONS, load_
 from promptopt.evaluators.registry import EvaluatorSettings, available, build_evaluator
 from promptopt.models import ModelBackend, ModelSettings, load_model, resolve_model_settings
 from promptopt.models.pricing import PriceTable, load_prices
+from promptopt.models.settings import FLAGS, ROLE_SETTINGS, check_model_name
 from promptopt.optimizer import make_strategy
 from promptopt.optimizer.estimate import Estimate, estimate_run, rough_tokens
 from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import require_every_split, split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
-from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
+from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, jsonl_records
 from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import Store
@@ -86,10 +85,8 @@ def _refuse_unstorable_cases(files: Sequence[ParsedFile]) -> None:
 def _record_lines(path: str | Path) -> list[int]:
     """The line of each record of a case file `read_cases` accepted (one case per record, numbered as it does)."""
     text = Path(path).read_bytes().decode("utf-8-sig")
-    if Path(path).suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        return [reader.line_num for _ in reader]
-    return [line for line, _ in jsonl_records(str(path), text)]
+    records = csv_rows(str(path), text)[1] if Path(path).suffix.lower() == ".csv" else jsonl_records(str(path), text)
+    return [record[0] for record in records if not isinstance(record, Problem)]
 
 
 @dataclass(frozen=True)
@@ -114,6 +111,7 @@ def _named(model: Any) -> str | None:
 def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
     if request.task not in TASKS:
         raise ValueError(f"unknown task {request.task!r}; known tasks: {', '.join(TASKS)}")
+    _check_model_names(request)
     strategy = make_strategy(request.strategy, request.options)
     bundled = bundled_task(request.task)
     file_config = load_config(request.config_file)
@@ -132,6 +130,17 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
                   case_files=list(request.cases) if request.cases else list(bundled.case_files),
                   task_settings=task_settings, optimizer_settings=optimizer_settings,
                   prices=load_prices(extra=file_config.get("prices")), strategy=strategy, config=config)
+
+
+def _check_model_names(request: RunRequest) -> None:
+    """Refuse a model name the store cannot record before anything is written: the judge's is otherwise resolved
+    only once the cases are imported, and a backend object's is never resolved."""
+    for role, setting in ROLE_SETTINGS.items():
+        given = getattr(request, setting)
+        if isinstance(given, str):
+            check_model_name(given, FLAGS[role])
+        elif given is not None:
+            check_model_name(given.name, f"{setting}= (the backend's name)")
 
 
 def optimize(request: RunRequest | None = None, progress: Callable[[str], None] | None = None,

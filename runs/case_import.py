@@ -6,6 +6,7 @@ import is all-or-nothing. The format is documented in the README ("Case files").
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 from dataclasses import dataclass
@@ -13,17 +14,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+from promptopt.strict_json import loads, unstorable
 
 MAX_QUERY_CHARS = 8_000
 """The longest query a case may hold; the task model reads it once per case and candidate."""
 MAX_CONTEXT_CHARS = 32_000
 """The most characters a case's context messages may hold together."""
-NUL_MESSAGE = "contains a NUL character (\\u0000), which the store cannot hold"
 
 MAX_REPORTED = 20
 ROLES = ("system", "user", "assistant", "tool")
 CSV_COLUMNS = ("query", "context", "expected_tool", "expected_arguments", "actual_tool", "actual_arguments",
                "label", "tags", "source", "expected_text")
+CASE_FIELDS = ("query", "context", "expected", "actual", "label", "tags", "source")
+"""The fields of a case record; any other is refused (a typo would otherwise be dropped without a word)."""
+CALL_FIELDS = ("tool", "arguments", "text")
+"""The fields of `expected` and `actual`."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
+            records.append((number, loads(line)))
         except json.JSONDecodeError as error:
             records.append(Problem(name, number, None, f"invalid JSON: {error.msg} (column {error.colno})"))
     return records
@@ -102,17 +107,41 @@ def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
 
 def _csv_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
     """Each CSV row as (line number, a record shaped like a JSON line), or a Problem naming the bad line."""
-    reader = csv.DictReader(io.StringIO(text))
-    records: list[tuple[int, Any] | Problem] = []
+    columns, rows = csv_rows(name, text)
+    problems: list[tuple[int, Any] | Problem] = list(_header_problems(name, columns))
+    if problems:
+        return problems
+    return [row if isinstance(row, Problem) else _csv_row(name, *row) for row in rows]
+
+
+def csv_rows(name: str, text: str) -> tuple[list[str], list[tuple[int, dict[str, str]] | Problem]]:
+    """A CSV text's header and each row after it as (line where the row ends, {column: cell}), or a Problem naming
+    the line: a row with fewer or more cells than the header, a quote never closed, anything `csv` cannot read."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    header: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]] | Problem] = []
+    start = 1
     try:
-        records.extend(_header_problems(name, reader.fieldnames or []))
-        if records:
-            return records
-        for row in reader:
-            records.append(_csv_row(name, reader.line_num, row, len(reader.fieldnames or [])))
+        for cells in reader:
+            if cells and header is None:
+                header = cells
+            elif cells and len(cells) != len(header or ()):
+                rows.append(Problem(name, reader.line_num, None, _width_problem(len(cells), len(header or ()))))
+            elif cells:
+                rows.append((reader.line_num, dict(zip(header or (), cells))))
+            start = reader.line_num + 1
     except csv.Error as error:
-        records.append(Problem(name, reader.reader.line_num, None, f"cannot read CSV: {error}"))
-    return records
+        message = (f"a quote opened in this row is never closed (the file ends at line {reader.line_num})"
+                   if "unexpected end of data" in str(error) else f"cannot read CSV: {error}")
+        rows.append(Problem(name, start, None, message))
+    return header or [], rows
+
+
+def _width_problem(cells: int, columns: int) -> str:
+    """Why a row with `cells` cells does not fit a header of `columns` columns, and the likely cause."""
+    if cells > columns:
+        return f"{cells - columns} more field(s) than the header's {columns} columns (a comma in an unquoted cell?)"
+    return f"{columns - cells} fewer field(s) than the header's {columns} columns (a missing comma?)"
 
 
 def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
@@ -127,21 +156,18 @@ def _header_problems(name: str, columns: Sequence[str]) -> list[Problem]:
     return problems
 
 
-def _csv_row(name: str, line: int, row: dict[str | None, Any], width: int) -> tuple[int, Any] | Problem:
-    """One CSV row as (line, record), or a Problem: a cell of invalid JSON, or more fields than the header."""
-    if row.get(None):
-        return Problem(name, line, None, f"{len(row[None])} more field(s) than the header's {width} columns "
-                                         "(a comma in an unquoted cell?)")
+def _csv_row(name: str, line: int, row: dict[str, str]) -> tuple[int, Any] | Problem:
+    """One CSV row as (line, record), or a Problem: a cell of invalid JSON."""
     data: dict[str, Any] = {"query": row.get("query"), "label": row.get("label") or None,
                             "source": row.get("source") or ""}
     try:
-        data["context"] = json.loads(row["context"]) if row.get("context") else []
+        data["context"] = loads(row["context"]) if row.get("context") else []
         data["expected"] = {"tool": row.get("expected_tool") or None,
-                            "arguments": json.loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
+                            "arguments": loads(row["expected_arguments"]) if row.get("expected_arguments") else {},
                             "text": row.get("expected_text") or ""}
         if row.get("actual_tool") or row.get("actual_arguments"):
             data["actual"] = {"tool": row.get("actual_tool") or None,
-                              "arguments": json.loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
+                              "arguments": loads(row["actual_arguments"]) if row.get("actual_arguments") else {}}
     except json.JSONDecodeError as error:
         return Problem(name, line, None, f"invalid JSON in a column: {error.msg}")
     tags = row.get("tags") or ""
@@ -150,8 +176,9 @@ def _csv_row(name: str, line: int, row: dict[str | None, Any], width: int) -> tu
 
 
 def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
-    """(field, message) for every text holding a NUL character and for a query or context over its limit."""
-    found: list[tuple[str | None, str]] = [(field or None, NUL_MESSAGE) for field in _nul_fields(data, "")]
+    """(field, message) for every text or number the store cannot hold (`unstorable`: a NUL character, say) and a
+    query or context over its limit."""
+    found: list[tuple[str | None, str]] = [(field or None, message) for field, message in unstorable(data)]
     query = data.get("query")
     if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
         found.append(("query", f"too long: {len(query):,} characters, the limit is {MAX_QUERY_CHARS:,}"))
@@ -164,19 +191,15 @@ def _text_problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
     return found
 
 
-def _nul_fields(value: Any, field: str) -> list[str]:
-    """The fields (`context[0].content`) of a decoded value whose text or keys hold a NUL character."""
-    if isinstance(value, str):
-        return [field] if "\x00" in value else []
-    if isinstance(value, dict):
-        found = [field for key in value if "\x00" in str(key)]
-        for key, item in value.items():
-            name = str(key).replace("\x00", "\\u0000")
-            found += _nul_fields(item, f"{field}.{name}" if field else name)
-        return list(dict.fromkeys(found))
-    if isinstance(value, list):
-        return [found for index, item in enumerate(value) for found in _nul_fields(item, f"{field}[{index}]")]
-    return []
+def _unknown_fields(data: dict[Any, Any], known: Sequence[str], prefix: str = "") -> list[tuple[str, str]]:
+    """(field, message) for each key of `data` not in `known`, suggesting the known field it is closest to."""
+    found = []
+    for key in map(str, data):
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"the fields are: {', '.join(known)}"
+            found.append((prefix + key, f"unknown field; {hint}"))
+    return found
 
 
 class CaseValidator:
@@ -197,7 +220,7 @@ class CaseValidator:
         if not isinstance(data, dict):
             problem(None, "each line must be a JSON object")
             return None
-        for field, message in _text_problems(data):
+        for field, message in [*_unknown_fields(data, CASE_FIELDS), *_text_problems(data)]:
             problem(field, message)
         query = data.get("query")
         if not isinstance(query, str) or not query.strip():
@@ -232,6 +255,11 @@ class CaseValidator:
             return None
         if not isinstance(value, dict) or "tool" not in value:
             problem(field, 'must be an object like {"tool": "name" or null, "arguments": {...}}')
+            return None
+        unknown = _unknown_fields(value, CALL_FIELDS, f"{field}.")
+        for where, message in unknown:
+            problem(where, message)
+        if unknown:
             return None
         tool = value.get("tool")
         arguments = value.get("arguments") or {}

@@ -8,14 +8,22 @@ any problem means no cases at all, as for case files (README: "Production logs")
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from promptopt.case import NO_TOOL, Case
-from promptopt.runs.case_import import CaseFileError, CaseValidator, Problem, jsonl_records, read_cases, read_text
+from promptopt.runs.case_import import (
+    CaseFileError,
+    CaseValidator,
+    Problem,
+    csv_rows,
+    jsonl_records,
+    read_cases,
+    read_text,
+)
+from promptopt.strict_json import loads
 
 FORMATS = ("auto", "cases", "openai", "sharegpt")
 LABEL_COLUMNS = ("record", "turn", "query", "actual_tool", "actual_arguments", "expected_tool",
@@ -232,7 +240,7 @@ def _sharegpt_message(where: str, turn: Any, report: Report) -> Message | None:
     if turn["from"] == "function_call":
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads(value)
             except json.JSONDecodeError as error:
                 report(f"{where}.value", f"invalid JSON in a function call: {error.msg}")
                 return None
@@ -253,7 +261,7 @@ def _call(function: Any, where: str, report: Report) -> dict[str, Any] | None:
     arguments = function.get("arguments") or {}
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments)
+            arguments = loads(arguments)
         except json.JSONDecodeError as error:
             report(f"{where}.arguments", f"invalid JSON: {error.msg}")
             return None
@@ -334,25 +342,24 @@ def read_labels(path: str | Path) -> dict[LabelKey, Label]:
 
     Rows with an empty `expected_tool` are left out (still to label); `none` means "answer without a tool"."""
     name = str(path)
-    reader = csv.DictReader(io.StringIO(read_text(path)))
-    columns = reader.fieldnames or []
+    columns, rows = csv_rows(name, read_text(path))
     problems = [Problem(name, 1, None, f"unknown column {c!r}; the known columns are: {', '.join(LABEL_COLUMNS)}")
                 for c in columns if c not in LABEL_COLUMNS]
     problems += [Problem(name, 1, c, "missing column") for c in ("record", "expected_tool") if c not in columns]
-    labels: dict[LabelKey, Label] = {}
     if problems:
         raise CaseFileError(problems)
-    try:
-        for row in reader:
-            _label_row(name, reader.line_num, row, labels, problems)
-    except csv.Error as error:
-        problems.append(Problem(name, reader.line_num, None, f"cannot read CSV: {error}"))
+    labels: dict[LabelKey, Label] = {}
+    for row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+        else:
+            _label_row(name, *row, labels, problems)
     if problems:
         raise CaseFileError(problems)
     return labels
 
 
-def _label_row(name: str, line: int, row: dict[str | None, Any], labels: dict[LabelKey, Label],
+def _label_row(name: str, line: int, row: dict[str, str], labels: dict[LabelKey, Label],
                problems: list[Problem]) -> None:
     """Add one labels CSV row to `labels`, or its problems to `problems`."""
     tool = (row.get("expected_tool") or "").strip()
@@ -364,7 +371,7 @@ def _label_row(name: str, line: int, row: dict[str | None, Any], labels: dict[La
     if turn is None and (row.get("turn") or "").strip():
         problems.append(Problem(name, line, "turn", "must be a turn number (1 for the first) or empty for the last"))
     try:
-        arguments = json.loads(row.get("expected_arguments") or "{}")
+        arguments = loads(row.get("expected_arguments") or "{}")
     except json.JSONDecodeError as error:
         problems.append(Problem(name, line, "expected_arguments", f"invalid JSON: {error.msg}"))
         return

@@ -9,6 +9,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from promptopt.case import Case
+from promptopt.models.settings import MAX_MODEL_NAME
+from promptopt.strict_json import unstorable
 
 MAX_TOOL_NAME = 128
 """Longest tool name the store holds (expected, actual and predicted tools)."""
@@ -157,7 +159,7 @@ class ModelCallRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, nullable=True)
     role: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(MAX_MODEL_NAME))
     tokens_in: Mapped[int] = mapped_column(Integer)
     tokens_out: Mapped[int] = mapped_column(Integer)
     latency_s: Mapped[float] = mapped_column(Float)
@@ -187,20 +189,28 @@ class BpoPairRow(Base):
 
 
 def store_problem(case: Case) -> str | None:
-    """Why the store cannot hold `case` ("field: message"): a text longer than its column, or a NUL character
-    (PostgreSQL refuses it). Checked before any write, so every store refuses the same input in the same words."""
+    """Why the store cannot hold `case` ("field: message"): a text longer than its column, a NUL character, a lone
+    surrogate or a number that is not finite (`unstorable`; PostgreSQL refuses them where SQLite may not). Checked
+    before any write, so every store refuses the same input in the same words."""
+    found = unstorable(_case_json(case))
+    if found:
+        return f"{found[0][0]}: {found[0][1]}"
     for field, value, limit in _case_texts(case):
-        if "\x00" in value:
-            return f"{field}: contains a NUL character (\\u0000), which the store cannot hold"
-        if limit is not None and len(value) > limit:
+        if len(value) > limit:
             return f"{field}: at most {limit} characters, got {len(value)}"
     return None
 
 
-def _case_texts(case: Case) -> list[tuple[str, str, int | None]]:
-    """Each text column a case is stored in: its case-file field name, value and length limit (None: unlimited)."""
-    texts = [("query", case.query, None), ("expected.tool", case.expected.name, MAX_TOOL_NAME),
-             ("expected.text", case.expected.text, None)]
+def _case_json(case: Case) -> dict[str, Any]:
+    """A case as its case-file record, so that `unstorable` names fields as the case file does."""
+    return {"query": case.query, "context": list(case.context), "expected": case.expected.to_json(),
+            "actual": case.actual.to_json() if case.actual is not None else None, "label": case.label,
+            "tags": list(case.tags), "source": case.source}
+
+
+def _case_texts(case: Case) -> list[tuple[str, str, int]]:
+    """Each length-limited text column a case is stored in: its case-file field name, value and length limit."""
+    texts = [("expected.tool", case.expected.name, MAX_TOOL_NAME)]
     if case.actual is not None:
         texts.append(("actual.tool", case.actual.name, MAX_TOOL_NAME))
     return [*texts, ("label", case.label, MAX_LABEL), ("source", case.source, MAX_SOURCE)]

@@ -11,6 +11,7 @@ from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.log_import import FORMATS as LOG_FORMATS
 from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
 from promptopt.runs.store import Store
+from promptopt.strict_json import loads
 from promptopt.tasks import TASKS, bundled_task, load_tools
 
 LOGGER = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _known_tool(value: str, parameters: dict[str, set]) -> str:
 def _arguments(value: str, names: set) -> dict:
     """The answer as a JSON object whose keys are the tool's parameters; else ask again."""
     try:
-        arguments = json.loads(value)
+        arguments = loads(value)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"invalid JSON: {error.msg}") from None
     if not isinstance(arguments, dict):

@@ -9,9 +9,17 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+from promptopt.run_settings import SETTINGS
+
 EMBEDDED = "embedded"
 OPENAI = "openai"
 ROLES = ("task_model", "optimizer_model", "judge_model")
+ROLE_SETTINGS = dict(zip(ROLES, ("model", "optimizer_model", "judge_model")))
+"""The run setting that names each role's model (`model` for the task model)."""
+FLAGS = {role: SETTINGS[name].flags[0] for role, name in ROLE_SETTINGS.items()}
+"""The run flag that names each role's model (`--model` for the task model)."""
+MAX_MODEL_NAME = 128
+"""The longest model name the store records with each model call (`model_calls.model`)."""
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -22,6 +30,14 @@ def embedded_name(name: str) -> bool:
 
 class ModelSettingsError(ValueError):
     """Settings that cannot reach a model (a remote endpoint without a key, an unknown option)."""
+
+
+def check_model_name(name: str, where: str) -> None:
+    """Refuse a model name longer than the store records (`where`: the flag or config key that gave it), before a
+    run writes anything: SQLite would keep it, PostgreSQL would fail at the run's first model call."""
+    if len(name) > MAX_MODEL_NAME:
+        raise ModelSettingsError(f"{where}: the model name is {len(name):,} characters long; the store records "
+                                 f"names of at most {MAX_MODEL_NAME}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ def resolve_model_settings(role: str, model: str | None = None, base_url: str | 
     kind = backend or section.get("backend") or None
     openai_env = kind in (None, OPENAI)
     name = model or section.get("model") or EMBEDDED
+    check_model_name(str(name), FLAGS[role] if model else f"config {role}.model")
     url = base_url or section.get("base_url")
     if url is None and not embedded_name(name) and openai_env:
         url = env.get("OPENAI_BASE_URL") or None

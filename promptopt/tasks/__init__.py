@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from promptopt.case import NO_TOOL
 from promptopt.markup import DEFAULT_MAX_CHARS, unpaired_marker
+from promptopt.strict_json import NUL_MESSAGE, loads, unstorable
 from promptopt.tasks.tool_routing import ToolRoutingTask
 
 TASKS = {"tool-routing": ToolRoutingTask}
@@ -52,7 +53,7 @@ def load_tools(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
+        data = loads(text)
     except (OSError, UnicodeDecodeError) as error:
         raise TaskFileError(f"{path}: cannot read tools file: {error}") from None
     except json.JSONDecodeError as error:
@@ -76,6 +77,9 @@ def _tool_problem(tool: Any, earlier: Sequence[str]) -> str | None:
     """Why one entry of a tools file cannot be offered to a model, or None; `earlier` are the names before it."""
     if not isinstance(tool, dict):
         return "must be a JSON object"
+    unfit = unstorable(tool)
+    if unfit:
+        return f"{unfit[0][0]}: {unfit[0][1]}"
     if tool.get("type", "function") != "function":
         return f'type must be "function", got {tool["type"]!r}'
     function = tool.get("function", tool)
@@ -145,8 +149,8 @@ def _skip(text: str, index: int) -> int:
 
 
 def load_prompt(path: str | Path) -> str:
-    """Read a seed system prompt (UTF-8), refusing one that is empty, longer than `DEFAULT_MAX_CHARS` or has a
-    protection marker that does not pair up (naming the file and the marker's line)."""
+    """Read a seed system prompt (UTF-8), refusing one that is empty, holds a NUL character, is longer than
+    `DEFAULT_MAX_CHARS` or has a protection marker that does not pair up (naming the file and the line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -154,6 +158,10 @@ def load_prompt(path: str | Path) -> str:
         raise TaskFileError(f"{path}: cannot read prompt file: {error}") from None
     if not text.strip():
         raise TaskFileError(f"{path}: the prompt file is empty")
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise TaskFileError(f"{path}:{line}: the prompt {NUL_MESSAGE}")
     if len(text) > DEFAULT_MAX_CHARS:
         raise TaskFileError(f"{path}: the prompt is too long: {len(text):,} characters, the limit is "
                             f"{DEFAULT_MAX_CHARS:,}")
