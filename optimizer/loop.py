@@ -10,6 +10,7 @@ import numpy as np
 from promptopt.case import Case
 from promptopt.evaluators.base import Evaluator
 from promptopt.models.base import ModelBackend
+from promptopt.models.response_cache import calls_for_run
 from promptopt.optimizer.acceptance import decide
 from promptopt.optimizer.budget import Budget, BudgetExhausted
 from promptopt.optimizer.candidates import Candidate, validation_problem
@@ -76,7 +77,7 @@ def run_optimization(store: Store, task: ToolRoutingTask, seed_prompt: str, case
     writes = writes or store
     by_split = {name: [c for c in cases if splits[c.id] == name] for name in ("train", "val", "test")}
     with recorded_run(store, task.name, strategy.name, config.to_json(), task.tools, splits, [c.id for c in cases],
-                      seed_prompt, writes) as run:
+                      seed_prompt, writes) as run, calls_for_run(run.run_id, model, optimizer_model):
         say(f"run {run.run_id}: {len(cases)} cases -> train {len(by_split['train'])}, val {len(by_split['val'])}, "
             f"test {len(by_split['test'])}")
         scorer = Scorer(task, model, evaluator, writes, run.run_id, Budget.of(config), say)

@@ -98,14 +98,14 @@ def integrity_ok(db: str) -> bool:
 
 def snapshot(db: str, run_id: str) -> dict[str, Any]:
     """What a run stored, comparable across stores and runs: candidate ids become their positions in the run, and
-    the report leaves out the run id and what differs between a resumed run and an uninterrupted one (cache hits,
-    new calls, dollars spent)."""
+    the report leaves out the run id (a resumed run must equal an uninterrupted one in everything else, calls,
+    cache hits and dollars included)."""
     store = Store(db)
     candidates = store.candidates(run_id)
     position = {c.id: index for index, c in enumerate(candidates)}
     with store.session() as session:
         calls = list(session.execute(select(ModelCallRow.role, ModelCallRow.model, ModelCallRow.tokens_in,
-                                            ModelCallRow.tokens_out, ModelCallRow.error)
+                                            ModelCallRow.tokens_out, ModelCallRow.error, ModelCallRow.cache_hit)
                                      .where(ModelCallRow.run_id == run_id).order_by(ModelCallRow.id)))
     report = store.run(run_id).summary or {}
     return {
@@ -122,7 +122,7 @@ def snapshot(db: str, run_id: str) -> dict[str, Any]:
 
 def _positions(report: dict[str, Any], position: dict[int, int]) -> dict[str, Any]:
     """`report` without what differs between equal runs, candidate ids as positions."""
-    kept = {k: v for k, v in report.items() if k not in ("run_id", "cache_hits", "new_model_calls", "cost_usd")}
+    kept = {k: v for k, v in report.items() if k != "run_id"}
     for key in ("seed", "winner"):
         if key in kept:
             kept[key] = {**kept[key], "candidate_id": position.get(kept[key]["candidate_id"])}

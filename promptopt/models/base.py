@@ -26,10 +26,12 @@ class CallRecord:
 
     @classmethod
     def from_cache(cls, role: str, model: str, tokens_in: int, tokens_out: int,
-                   cost_usd: float = 0.0) -> "CallRecord":
-        """A call the response cache answered: the original call's tokens and cost, no latency, no attempts."""
+                   cost_usd: float = 0.0, paid_by_this_run: bool = False) -> "CallRecord":
+        """A call the response cache answered: the original call's tokens and cost, no latency, no attempts. One
+        this run's earlier process made and paid for but never recorded (`paid_by_this_run`) is recorded as the
+        call it was, not as a cache hit."""
         return cls(role=role, model=model, tokens_in=tokens_in, tokens_out=tokens_out, latency_s=0.0,
-                   cache_hit=True, cost_usd=cost_usd, attempts=0)
+                   cache_hit=not paid_by_this_run, cost_usd=cost_usd, attempts=int(paid_by_this_run))
 
 
 @dataclass(frozen=True)

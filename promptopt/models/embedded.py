@@ -26,7 +26,7 @@ from promptopt.models.native_routing import (calibrate_gate, call_branches, deci
                                              routing_tools)
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
-from promptopt.models.response_cache import ResponseCache
+from promptopt.models.response_cache import Cached, ResponseCache
 from promptopt.models.settings import ModelSettings
 from promptopt.models.tool_text import parse_json_object, render_tool_section, tool_names
 
@@ -231,7 +231,7 @@ class EmbeddedModel:
         With a response cache, conversations already answered under the same prompt, tools and method come
         from it (recorded as cache hits) and only the rest are scored."""
         requests = [self._route_request(system_prompt, tools, c, check_arguments) for c in conversations]
-        answers: list[dict[str, Any] | None] = [self.cache.get(r) if self.cache else None for r in requests]
+        answers: list[Cached | None] = [self.cache.get(r) if self.cache else None for r in requests]
         missing = [i for i, answer in enumerate(answers) if answer is None]
         fresh: list[Routed] = []
         if missing:  # a fully cached chunk need not wait for the model behind another thread's fresh one
@@ -245,8 +245,10 @@ class EmbeddedModel:
                                              "tokens_in": routed.record.tokens_in})
         for i, answer in enumerate(answers):
             if answer is not None:
-                record = CallRecord.from_cache("task", self.name, int(answer["tokens_in"]), 1)
-                results[i] = Routed(call=ToolCall(answer["name"], answer["arguments"]), record=record)
+                stored = answer.response
+                record = CallRecord.from_cache("task", self.name, int(stored["tokens_in"]), 1,
+                                               paid_by_this_run=answer.paid_by_this_run)
+                results[i] = Routed(call=ToolCall(stored["name"], stored["arguments"]), record=record)
         return [r for r in results if r is not None]
 
     def _route_request(self, system_prompt: str, tools: Sequence[dict[str, Any]],
@@ -324,8 +326,10 @@ class EmbeddedModel:
                        "messages": messages, "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
             if answer is not None:
-                record = CallRecord.from_cache(role, self.name, int(answer["tokens_in"]), int(answer["tokens_out"]))
-                completions.append(Completion(text=answer["text"], record=record))
+                stored = answer.response
+                record = CallRecord.from_cache(role, self.name, int(stored["tokens_in"]), int(stored["tokens_out"]),
+                                               paid_by_this_run=answer.paid_by_this_run)
+                completions.append(Completion(text=stored["text"], record=record))
                 continue
             began = time.perf_counter()
             seed = zlib.crc32(key.encode("utf-8")) + index

@@ -189,11 +189,11 @@ class OpenAICompatibleModel:
         cache_request = {**request, "base_url": self.endpoint.base_url}
         cached = self.cache.get(cache_request) if self.cache is not None else None
         if cached is not None:
-            usage = cached.get("usage") or {}
+            usage = cached.response.get("usage") or {}
             tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
             record = CallRecord.from_cache(role, self.name, tokens_in, tokens_out,
-                                           self.prices.cost(self.name, tokens_in, tokens_out))
-            return Reply(message=_first_message(cached), record=record)
+                                           self.prices.cost(self.name, tokens_in, tokens_out), cached.paid_by_this_run)
+            return Reply(message=_first_message(cached.response), record=record)
         payload = {k: v for k, v in request.items() if not k.startswith("_")}
         started = time.perf_counter()
         attempt = 0

@@ -4,15 +4,26 @@ A request is everything that decides the answer (endpoint, model, messages, tool
 for sampled calls, the sample index); its SHA-256 over canonical JSON names one file under the cache folder.
 Files are written to a temporary name and renamed, so a killed process never leaves a half-written entry.
 API keys are never part of a request.
+
+Each entry also names the run and process it was made for (`making_calls_for`), so a resumed run can tell the calls
+its killed process made and paid for but never recorded from true cache hits: the first answer of such an entry
+is a call the run paid for (`Cached.paid_by_this_run`), as the uninterrupted run would have recorded it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+PROCESS = uuid.uuid4().hex
+"""This process, as cache entries name the process that made them."""
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -21,33 +32,75 @@ def request_key(request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Cached:
+    """A stored response; `paid_by_this_run` when it was made for the run now making calls by an earlier process
+    that did not record it (a killed one), and this process has not answered from it before."""
+
+    response: dict[str, Any]
+    paid_by_this_run: bool = False
+
+
 class ResponseCache:
     """Maps requests to stored responses (JSON objects) in `directory`."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        self.run_id: str | None = None
+        self._claimed: set[str] = set()
+        self._guard = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def get(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        """The stored response for `request`, or None; an unreadable entry counts as a miss."""
-        path = self._path(request_key(request))
+    @contextlib.contextmanager
+    def making_calls_for(self, run_id: str) -> Iterator[None]:
+        """Stamp the entries written in the block with `run_id` (and this process), and tell the entries an earlier
+        process made for it apart from cache hits."""
+        self.run_id, self._claimed = run_id, set()
         try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
+            yield
+        finally:
+            self.run_id = None
+
+    def get(self, request: dict[str, Any]) -> Cached | None:
+        """The stored response for `request`, or None; an unreadable entry counts as a miss."""
+        key = request_key(request)
+        try:
+            entry = json.loads(self._path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return entry.get("response") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("response"), dict):
+            return None
+        origin = entry.get("origin") or {}
+        paid = False
+        if self.run_id is not None and origin.get("run") == self.run_id and origin.get("process") != PROCESS:
+            with self._guard:
+                paid = key not in self._claimed
+                self._claimed.add(key)
+        return Cached(entry["response"], paid)
 
     def put(self, request: dict[str, Any], response: dict[str, Any]) -> None:
-        """Store `response` for `request`, atomically."""
+        """Store `response` for `request`, atomically, naming the run and process it was made for."""
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        entry = {"request": request, "response": response, "origin": {"run": self.run_id, "process": PROCESS}}
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump({"request": request, "response": response}, stream, ensure_ascii=False)
+                json.dump(entry, stream, ensure_ascii=False)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+@contextlib.contextmanager
+def calls_for_run(run_id: str, *backends: Any) -> Iterator[None]:
+    """While the block runs, the response caches of `backends` (those that have one) make calls for `run_id`."""
+    caches = {id(cache): cache for backend in backends
+              if isinstance(cache := getattr(backend, "cache", None), ResponseCache)}
+    with contextlib.ExitStack() as stack:
+        for cache in caches.values():
+            stack.enter_context(cache.making_calls_for(run_id))
+        yield
