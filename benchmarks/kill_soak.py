@@ -1,7 +1,7 @@
 """Kill soak: `promptopt run` against a scripted local endpoint, killed with SIGKILL at random points of its search
 and resumed with `--resume` (resumed runs are killed too), until `--kills` kills. Every run, once finished, must
 have stored exactly what an uninterrupted run of the same config stores (candidates, evaluations, model calls,
-steps, report); after every kill the store must pass SQLite's integrity check, the run must show as interrupted
+steps, report with its calls, cache hits and dollars at a list price given to the scripted model); after every kill the store must pass SQLite's integrity check, the run must show as interrupted
 once its heartbeat is stale, and `export` must refuse it. Prints each kill and run, the figures, and one JSON line
 `{"kills", "resumed_ok", "lost", "duplicated"}`. Needs the test extras (`pip install -e '.[test]'`).
 

@@ -62,7 +62,10 @@ class Soak:
         self.rng = random.Random(seed)
         self.latency_s = latency_s
         self.db = f"sqlite:///{folder / 'soak.db'}"
-        self.env = {"PROMPTOPT_CACHE_DIR": str(folder / "cache"), HEARTBEAT_ENV: str(HEARTBEAT_S)}
+        prices = folder / "prices.json"  # a list price for the scripted model, so dollars are compared too
+        prices.write_text('{"prices": {"scripted": {"input": 2.5, "output": 10.0}}}', encoding="utf-8")
+        self.env = {"PROMPTOPT_CACHE_DIR": str(folder / "cache"), HEARTBEAT_ENV: str(HEARTBEAT_S),
+                    "PROMPTOPT_CONFIG": str(prices)}
         self.result = SoakResult()
 
     def run(self) -> SoakResult:
