@@ -1,9 +1,14 @@
 """A store that cannot be used stops any command with one line naming the store (password hidden) and the cause, exit
-1, no traceback: an unreachable PostgreSQL, a refused login, no such database, a URL that is not one, a file that
-is not a store."""
+1, no traceback (`--verbose` adds it): an unreachable PostgreSQL, a refused login, no such database, a URL that is
+not one, a file that is not a store, and a real full disk (a small tmpfs, `tests/full_disk.py`) under an import, a
+run, and a run's response cache, after which the run can be resumed."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -11,9 +16,15 @@ from click.testing import CliRunner
 from promptopt.case import Case, ToolCall
 from promptopt.cli import main
 from promptopt.runs.store import Store
+from promptopt.server import ChatServer
+from tests.fakes import ExamplesRouter
 from tests.postgres import PASSWORD_ROLE, free_port
+from tests.scripted_runs import resume_command, run_command, scripted_task
+from tests.support import ROOT, case_record, write_jsonl
 
 URL_EXAMPLE = "use sqlite:///PATH/promptopt.db or postgresql://USER@HOST/DATABASE"
+DISK_FULL = re.compile(r"Error: store sqlite:///\S+/store\.db: the disk is full \((database or disk is full|disk I/O "
+                       r"error)\)")
 
 
 def one_line(result) -> str:
@@ -23,6 +34,34 @@ def one_line(result) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def cli(*args: str, env: dict[str, str] | None = None, inside=None) -> subprocess.CompletedProcess:
+    """`python -m promptopt.cli ARGS` in its own process, as a user runs it (`inside`: a small disk's namespace)."""
+    command = [sys.executable, "-m", "promptopt.cli", *args]
+    return run(inside.command(command) if inside else command, env)
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def one_line_from_process(done: subprocess.CompletedProcess) -> str:
+    """The one line a process that failed cleanly printed on stderr: exit 1, no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def run_status(db: str, env: dict[str, str], inside=None) -> tuple[str, str]:
+    """The newest run's id and status, as `promptopt runs list` shows them."""
+    listed = cli("runs", "list", "--db", db, env=env, inside=inside)
+    assert listed.returncode == 0, listed.stderr
+    run_id, _, _, status, *_ = listed.stdout.split()
+    return run_id, status
 
 
 def test_a_wrong_password_is_one_line_that_never_shows_it(postgres_cluster):
@@ -71,3 +110,58 @@ def test_a_truncated_store_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["cases", "list", "--db", db])
     assert one_line(result) == (f"Error: store {db}: not a promptopt store, or a damaged one (database disk image is "
                                 "malformed)")
+
+
+def test_verbose_adds_the_traceback(small_case_file):
+    result = CliRunner().invoke(main, ["cases", "import", str(small_case_file), "--db", "notaurl", "--verbose"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "ArgumentError" in result.stderr
+    assert lines[-1] == f"Error: store notaurl: not a database URL ({URL_EXAMPLE})"
+
+
+def test_an_import_on_a_full_disk_is_one_line_and_adds_nothing(small_disk, tmp_path):
+    disk = small_disk(4096)
+    db = f"sqlite:///{disk.path}/store.db"
+    records = [case_record(f"where is order {i}? " + "please check it " * 10, "get_order_status") for i in range(2000)]
+    cases = write_jsonl(tmp_path / "cases.jsonl", records)
+    assert cli("cases", "list", "--db", db, inside=disk).returncode == 0
+    disk.fill(leave_bytes=64 * 1024)
+    assert DISK_FULL.fullmatch(one_line_from_process(cli("cases", "import", str(cases), "--db", db, inside=disk)))
+    disk.free()
+    again = cli("cases", "import", str(cases), "--db", db, inside=disk)
+    assert again.stdout.splitlines() == ["2000 cases in 1 file(s): 2000 new, 0 already stored"], again.stderr
+
+
+def test_a_run_on_a_full_disk_is_one_line_and_can_be_resumed(small_disk, tmp_path):
+    disk = small_disk(4096)
+    db = f"sqlite:///{disk.path}/store.db"
+    cases, expected = scripted_task(tmp_path, every=4)
+    env = {"PROMPTOPT_HEARTBEAT_S": "0.2"}
+    disk.fill(leave_bytes=500 * 1024)  # room for the store and its cases, not for the run's evaluations
+    with ChatServer(ExamplesRouter(expected)) as server:
+        failed = run(disk.command(run_command(db, cases, server.base_url, "--steps", "1")), env)
+        assert DISK_FULL.fullmatch(one_line_from_process(failed))
+        disk.free()
+        run_id, status = run_status(db, env, inside=disk)
+        assert status in ("failed", "interrupted")  # `interrupted` when the store could not even take `failed`
+        resumed = run(disk.command(resume_command(db, run_id, "--base-url", server.base_url)), env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_status(db, env, inside=disk) == (run_id, "finished")
+
+
+def test_a_full_response_cache_fails_the_run_in_one_line_and_it_can_be_resumed(small_disk, tmp_path):
+    disk = small_disk(64)
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    cases, expected = scripted_task(tmp_path, every=4)
+    full_cache = {"PROMPTOPT_CACHE_DIR": str(disk.path / "cache")}
+    with ChatServer(ExamplesRouter(expected)) as server:
+        failed = run(disk.command(run_command(db, cases, server.base_url, "--steps", "1")), full_cache)
+        line = one_line_from_process(failed)
+        assert re.fullmatch(rf"Error: the disk is full writing {disk.path}/cache/\w\w/\w+\.json \(No space left on "
+                            r"device\)", line), line
+        run_id, status = run_status(db, {})
+        assert status == "failed"
+        resumed = run(resume_command(db, run_id, "--base-url", server.base_url))
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_status(db, {}) == (run_id, "finished")

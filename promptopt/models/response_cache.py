@@ -40,7 +40,7 @@ class ResponseCache:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, request: dict[str, Any], response: dict[str, Any]) -> None:
-        """Store `response` for `request`, atomically."""
+        """Store `response` for `request`, atomically; an OS error (a full disk) names the entry it could not write."""
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -48,6 +48,8 @@ class ResponseCache:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 json.dump({"request": request, "response": response}, stream, ensure_ascii=False)
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError) and not error.filename:
+                raise OSError(error.errno, error.strerror, str(path)) from error
             raise
