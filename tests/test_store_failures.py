@@ -1,12 +1,14 @@
 """A store that cannot be used stops any command with one line naming the store (password hidden) and the cause, exit
 1, no traceback (`--verbose` adds it): an unreachable PostgreSQL, a refused login, no such database, a URL that is
 not one, a file that is not a store, and a real full disk (a small tmpfs, `tests/full_disk.py`) under an import, a
-run, and a run's response cache, after which the run can be resumed."""
+run, and a run's response cache, after which the run can be resumed. Also: Ctrl-C while the command line loads
+is one line and exit 130."""
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -165,3 +167,18 @@ def test_a_full_response_cache_fails_the_run_in_one_line_and_it_can_be_resumed(s
         resumed = run(resume_command(db, run_id, "--base-url", server.base_url))
     assert resumed.returncode == 0, resumed.stderr
     assert run_status(db, {}) == (run_id, "finished")
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(tmp_path):
+    """`-X importtime` says which module has just loaded: the interrupt comes while the command line's imports
+    are still under way (numpy loads well before the last of them)."""
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "promptopt.cli", "runs", "list", "--db",
+                                f"sqlite:///{tmp_path / 'store.db'}"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.rstrip().endswith(" numpy"):
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=120)
+    assert [line for line in err.splitlines() if not line.startswith("import time:")] == ["interrupted"]
+    assert process.returncode == 130 and out == ""
