@@ -2,7 +2,7 @@
 1, no traceback (`--verbose` adds it): an unreachable PostgreSQL, a refused login, no such database, a URL that is
 not one, a file that is not a store, and a real full disk (a small tmpfs, `tests/full_disk.py`) under an import, a
 run, and a run's response cache, after which the run can be resumed. Also: Ctrl-C while the command line loads
-is one line and exit 130."""
+is one line and exit 130, and `cases import` counts its own cases while another process writes the store."""
 from __future__ import annotations
 
 import importlib.util
@@ -27,6 +27,21 @@ from tests.support import ROOT, case_record, write_jsonl
 URL_EXAMPLE = "use sqlite:///PATH/promptopt.db or postgresql://USER@HOST/DATABASE"
 DISK_FULL = re.compile(r"Error: store sqlite:///\S+/store\.db: the disk is full \((database or disk is full|disk I/O "
                        r"error)\)")
+
+HOLDER = """
+import sys, time
+from promptopt.case import Case, ToolCall
+from promptopt.runs.store import Store
+from promptopt.runs.tables import CaseRow
+store = Store(sys.argv[1])
+with store.session() as session, session.begin():
+    for i in range(3):
+        case = Case(query=f"held {i}", expected=ToolCall("none"))
+        session.add(CaseRow(content_hash=case.content_hash(), query=case.query, expected_tool="none", label="bad"))
+    session.flush()
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
 
 
 def one_line(result) -> str:
@@ -182,3 +197,18 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(tmp_path):
     out, err = process.communicate(timeout=120)
     assert [line for line in err.splitlines() if not line.startswith("import time:")] == ["interrupted"]
     assert process.returncode == 130 and out == ""
+
+
+def test_an_import_counts_its_own_cases_while_another_process_writes(tmp_path, monkeypatch):
+    """Another process holds the write lock with 3 cases of its own when the import starts, and commits them while
+    the import waits: the store gains 7 cases during the import, 4 of them this import's."""
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    cases = write_jsonl(tmp_path / "cases.jsonl", [case_record(f"query {i}", None) for i in range(4)])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db, "3"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding", holder.stderr.read()
+    monkeypatch.setenv("PROMPTOPT_DB_TIMEOUT", "60")
+    result = CliRunner().invoke(main, ["cases", "import", str(cases), "--db", db])
+    holder.communicate(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["4 cases in 1 file(s): 4 new, 0 already stored"]
