@@ -22,7 +22,7 @@ from promptopt.request import RunRequest
 from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, jsonl_records
 from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
-from promptopt.runs.store import Store
+from promptopt.runs.store import ImportResult, Store
 from promptopt.runs.tables import store_problem
 from promptopt.runs.writer_lock import hold_writer
 from promptopt.tasks import TASKS, bundled_task, load_prompt, load_tools
@@ -57,16 +57,16 @@ def import_case_files(store: Store, paths: Sequence[str | Path], tools: list[dic
     `fmt` is `auto`, `cases` or a production log format (`openai`, `sharegpt`: only its labelled turns import).
     Raises `CaseFileError` (file, line, field) before anything is written if any file has a problem, a case the
     store cannot hold (`store_problem`: a source or tool name too long, a NUL character) included."""
-    return import_parsed(store, [read_source(path, tools, fmt) for path in paths])
+    result = import_parsed(store, [read_source(path, tools, fmt) for path in paths])
+    return store.cases(list(dict.fromkeys(result.case_ids)))
 
 
-def import_parsed(store: Store, files: Sequence[ParsedFile]) -> list[Case]:
-    """Import files already read (`read_source`), all or nothing; returns the stored cases."""
+def import_parsed(store: Store, files: Sequence[ParsedFile]) -> ImportResult:
+    """Import files already read (`read_source`), all or nothing; returns the cases' ids and how many of them this
+    import added (the others were stored already, by an earlier import or a concurrent one)."""
     _refuse_unstorable_cases(files)
     parsed = [case for file in files for case in file.cases]
-    result = store.import_cases(parsed, imported_from=", ".join(file.path for file in files))
-    unique = list(dict.fromkeys(result.case_ids))
-    return store.cases(unique)
+    return store.import_cases(parsed, imported_from=", ".join(file.path for file in files))
 
 
 def _refuse_unstorable_cases(files: Sequence[ParsedFile]) -> None:

@@ -1,5 +1,7 @@
 """Opening a store's database: the driver, how long a writer waits for another's lock (`PROMPTOPT_DB_TIMEOUT`),
-SQLite's WAL mode, the schema, and the one-line errors for a missing driver and a lock that could not be had."""
+SQLite's WAL mode, the schema, and the one-line errors for a missing driver, a lock that could not be had and a
+store that failed for a reason outside promptopt (`store_errors.py`: a bad URL, the server, the login, the file,
+a full disk), raised as `StoreError` wherever the database is used."""
 from __future__ import annotations
 
 import math
@@ -11,8 +13,9 @@ from typing import Any, Callable
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.interfaces import ExceptionContext
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
+from promptopt.runs.store_errors import StoreBusy, StoreError, store_failure
 from promptopt.runs.tables import Base
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -21,14 +24,6 @@ DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+p
 """Bare schemes and the driver promptopt installs for them (`promptopt[postgres]` brings psycopg 3)."""
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 POSTGRES_LOCK_NOT_AVAILABLE = "55P03"
-
-
-class StoreError(Exception):
-    """A store that cannot be opened or written; the message is meant for the user as it is."""
-
-
-class StoreBusy(StoreError):
-    """Another process held a lock the store needed for longer than `PROMPTOPT_DB_TIMEOUT` seconds."""
 
 
 def env_seconds(name: str, default: float) -> float:
@@ -57,21 +52,24 @@ def with_driver(url: str) -> str:
 
 
 def open_engine(url: str) -> Engine:
-    """An engine on `url` whose writers wait up to `lock_timeout()` seconds for a lock, then raise `StoreBusy`."""
+    """An engine on `url` whose writers wait up to `lock_timeout()` seconds for a lock, then raise `StoreBusy`, and
+    whose failures from outside promptopt (`store_failure`) raise a one-line `StoreError` naming the store."""
     timeout = lock_timeout()
-    url = with_driver(url)
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite" and url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    given, url = url, with_driver(url)
     try:
+        backend = make_url(url).get_backend_name()
+        if backend == "sqlite" and url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": timeout} if backend == "sqlite" else {})
     except ModuleNotFoundError as error:
         raise StoreError(_missing_driver(url, error.name or str(error))) from None
+    except (ArgumentError, ValueError, OSError) as error:
+        raise (store_failure(given, error) or error) from error
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     elif backend == "postgresql":
         event.listen(engine, "connect", _postgres_lock_timeout(timeout))
-    event.listen(engine, "handle_error", _busy_error(timeout))
+    event.listen(engine, "handle_error", _store_errors(given, timeout))
     return engine
 
 
@@ -95,13 +93,18 @@ def _missing_driver(url: str, module: str) -> str:
     return f"the store's database driver is not installed ({module}, for {scheme}://): {install}"
 
 
-def _busy_error(timeout: float) -> Callable[[ExceptionContext], None]:
-    """A `handle_error` hook that turns a lock wait past `timeout` into `StoreBusy`, on SQLite and PostgreSQL."""
+def _store_errors(url: str, timeout: float) -> Callable[[ExceptionContext], None]:
+    """A `handle_error` hook that turns a lock wait past `timeout` into `StoreBusy` (SQLite and PostgreSQL), and a
+    failure from outside promptopt into a one-line `StoreError` naming the store at `url`."""
 
     def check(context: ExceptionContext) -> None:
         if _is_lock_timeout(context.original_exception):
             raise StoreBusy(f"the store is busy: another process held a lock it needed for over {timeout:g} s "
                             "(try again, or wait longer with PROMPTOPT_DB_TIMEOUT=SECONDS)") from None
+        if isinstance(context.sqlalchemy_exception, DBAPIError):
+            failure = store_failure(url, context.sqlalchemy_exception, connecting=context.connection is None)
+            if failure is not None:
+                raise failure
 
     return check
 

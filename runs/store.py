@@ -51,14 +51,20 @@ _INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 @dataclass(frozen=True)
 class ImportResult:
-    """Store ids of an imported file's cases, in file order, and how many were new."""
+    """Store ids of an imported file's cases, in file order, and how many were new: added by this import."""
 
     case_ids: list[int]
     new: int
 
     @property
+    def distinct(self) -> int:
+        """How many different cases the import held (a file may hold one case twice)."""
+        return len(set(self.case_ids))
+
+    @property
     def existing(self) -> int:
-        return len(set(self.case_ids)) - self.new
+        """How many of them were stored already, by an earlier import or a concurrent one."""
+        return self.distinct - self.new
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from promptopt.runs.store import Store
 from promptopt.server import ChatServer, EmbeddedResponder
 from promptopt.tasks import bundled_task
 from tests.fakes import TOOL_NAMES
+from tests.full_disk import small_disk  # noqa: F401  (fixture: a real disk that fills up)
 from tests.postgres import postgres_cluster, store_url  # noqa: F401  (fixtures: a throwaway PostgreSQL, a fresh store)
 from tests.support import share_weights, write_jsonl
 

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL 15 cluster for the store tests: `initdb` into a temporary folder, `pg_ctl start` on a free
 port of 127.0.0.1 (as the `postgres` user when the tests run as root, since initdb refuses root), one fresh database
-per test, and `pg_ctl stop` at the end. Tests that need it skip, saying why, where PostgreSQL or psycopg is missing.
-`$PROMPTOPT_PG_BIN` names another folder of PostgreSQL programs."""
+per test, and `pg_ctl stop` at the end. Every role logs in without a password but `PASSWORD_ROLE`, whose login needs
+its password (`PASSWORD`), for the tests of a refused login. Tests that need it skip, saying why, where PostgreSQL
+or psycopg is missing. `$PROMPTOPT_PG_BIN` names another folder of PostgreSQL programs."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 PG_BIN = Path(os.environ.get("PROMPTOPT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PASSWORD_ROLE, PASSWORD = "promptopt_login", "right-password"
 
 
 def unavailable() -> str | None:
@@ -65,10 +67,13 @@ class Cluster:
         data = self.folder / "data"
         self._run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
+        hba = data / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{hba.read_text()}")
         options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off")
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.folder / "server.log"),
                   "-w", "start")
+        self._execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
 
     def stop(self) -> None:
         if (self.folder / "data" / "postmaster.pid").exists():
@@ -79,14 +84,22 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
+    def login_url(self, database: str, password: str) -> str:
+        """The URL of `database` for `PASSWORD_ROLE`, logging in with `password`."""
+        return f"postgresql://{PASSWORD_ROLE}:{password}@127.0.0.1:{self.port}/{database}"
+
     def new_database(self) -> str:
+        name = next(self.names)
+        self._execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def _execute(self, statement: str) -> None:
+        """Run one statement as the superuser, outside a transaction."""
         import psycopg
 
-        name = next(self.names)
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
                              autocommit=True) as connection:
-            connection.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
+            connection.execute(statement)
 
 
 @pytest.fixture(scope="session")

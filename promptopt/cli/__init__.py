@@ -1,21 +1,25 @@
 """The `promptopt` command line: a table of contents. Each command group lives in its own module; a plugin strategy
-that has commands of its own adds them through its class's `commands` entry."""
+that has commands of its own adds them through its class's `commands` entry. Its imports take seconds, and Ctrl-C
+while they load ends the command line with one line (`signals.loading`)."""
 from __future__ import annotations
 
 import importlib
 
 import click
 
-from promptopt.cli.bpo import bpo
-from promptopt.cli.cases import cases
-from promptopt.cli.check import check
-from promptopt.cli.dependency_warnings import route_dependency_warnings
-from promptopt.cli.evaluators import evaluators
-from promptopt.cli.report import report
-from promptopt.cli.run import run
-from promptopt.cli.runs import export, runs
-from promptopt.cli.serve import serve
-from promptopt.cli.shared import user_errors
+from promptopt.cli.signals import loading
+
+with loading():
+    from promptopt.cli.bpo import bpo
+    from promptopt.cli.cases import cases
+    from promptopt.cli.check import check
+    from promptopt.cli.dependency_warnings import route_dependency_warnings
+    from promptopt.cli.evaluators import evaluators
+    from promptopt.cli.report import report
+    from promptopt.cli.run import run
+    from promptopt.cli.runs import export, runs
+    from promptopt.cli.serve import serve
+    from promptopt.cli.shared import user_errors
 
 
 class _Commands(click.Group):
@@ -59,4 +63,5 @@ def _add_strategy_commands() -> None:
             main.add_command(getattr(importlib.import_module(module), attribute))
 
 
-_add_strategy_commands()
+with loading():
+    _add_strategy_commands()

@@ -44,7 +44,6 @@ def import_cases(files, task, tools_file, fmt, labels_file, template, db, progre
     if (labels_file or template) and len(files) > 1:
         raise click.UsageError("--labels and --write-labels take one log FILE (their record numbers are its lines)")
     store = Store(db)
-    before = store.count_cases()
     with user_errors():
         tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
         labels = read_labels(labels_file) if labels_file else None
@@ -54,8 +53,7 @@ def import_cases(files, task, tools_file, fmt, labels_file, template, db, progre
             LOGGER.debug("read %s: %d cases, %d unlabelled turns", path, len(parsed[-1].cases),
                          len(parsed[-1].unlabelled))
         stored = import_parsed(store, parsed)
-    new = store.count_cases() - before
-    click.echo(f"{len(stored)} cases in {len(files)} file(s): {new} new, {len(stored) - new} already stored")
+    click.echo(f"{stored.distinct} cases in {len(files)} file(s): {stored.new} new, {stored.existing} already stored")
     turns = [turn for file in parsed for turn in file.unlabelled]
     if template:
         write_label_template(template, turns)
@@ -88,7 +86,6 @@ def label_cases(log_file, labels_file, fmt, task, tools_file, no_input, db) -> N
     from promptopt.api import import_parsed
 
     store = Store(db)
-    before = store.count_cases()
     with user_errors():
         tools = load_tools(tools_file) if tools_file else bundled_task(task).tools
         labels = dict(read_labels(labels_file)) if labels_file else {}
@@ -97,8 +94,7 @@ def label_cases(log_file, labels_file, fmt, task, tools_file, no_input, db) -> N
             labels.update(ask_labels(parsed.unlabelled, tools))
             parsed = read_source(log_file, tools, fmt, labels)
         stored = import_parsed(store, [parsed])
-    new = store.count_cases() - before
-    click.echo(f"{len(stored)} cases from {log_file}: {new} new, {len(stored) - new} already stored")
+    click.echo(f"{stored.distinct} cases from {log_file}: {stored.new} new, {stored.existing} already stored")
     _report_unlabelled([log_file], parsed.unlabelled, None)
 
 

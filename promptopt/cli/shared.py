@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import traceback
 from typing import Any, Callable, Iterator
 
 import click
@@ -17,7 +18,7 @@ from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer.loop import RunFailed
 from promptopt.optimizer.options import OptionError
 from promptopt.optimizer.splits import TooFewCases
-from promptopt.progress import LineProgress, Progress, Verbosity, showing, terminal_progress
+from promptopt.progress import LineProgress, Progress, Verbosity, current, showing, terminal_progress
 from promptopt.run_settings import SETTINGS
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.compare import NothingToCompare
@@ -25,6 +26,7 @@ from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.resume import ResumeError
 from promptopt.runs.store import CaseRejected, StoreError
+from promptopt.runs.store_errors import disk_full_message, is_disk_full
 from promptopt.tasks import TaskFileError
 
 db_option = setting_option(SETTINGS["db"])
@@ -34,12 +36,12 @@ db_option = setting_option(SETTINGS["db"])
 def progress_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--quiet` and `--verbose` (the last one given wins); the command gets the `Progress` they choose as its
     `progress` argument, which is also `promptopt.progress.current()` while it runs. Verbose also shows promptopt's
-    debug log (per-batch figures, warnings from dependencies) on stderr."""
+    debug log (per-batch figures, warnings from dependencies) and the traceback of a store failure on stderr."""
 
     @functools.wraps(command)
     def with_progress(*args: Any, verbosity: int | None = None, **kwargs: Any) -> Any:
         shown = terminal_progress(Verbosity.NORMAL if verbosity is None else Verbosity(verbosity))
-        with showing(shown), _debug_log(shown):
+        with showing(shown), _debug_log(shown), user_errors():
             return command(*args, progress=shown, **kwargs)
 
     with_progress = click.option("--verbose", "-v", "verbosity", flag_value=int(Verbosity.VERBOSE),
@@ -80,8 +82,9 @@ def _debug_log(progress: Progress) -> Iterator[None]:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn promptopt's input, settings and store errors (a missing driver, a lock not had in time) into one-line
-    command-line errors (exit 1, or 2 for usage)."""
+    """Turn promptopt's input, settings and store errors (a missing driver, a lock not had in time, a store that
+    cannot be reached, read or written) and a full disk into one-line command-line errors (exit 1, or 2 for usage);
+    with `--verbose` a store failure's traceback comes first."""
     try:
         yield
     except CaseFileError as error:
@@ -97,6 +100,18 @@ def user_errors() -> Iterator[None]:
     except CaseRejected as error:
         raise click.ClickException(f"nothing was imported:\n{error}") from None
     except StoreError as error:
+        _verbose_traceback()
         raise click.ClickException(str(error)) from None
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        _verbose_traceback()
+        raise click.ClickException(disk_full_message(error)) from None
     except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare) as error:
         raise click.ClickException(str(error)) from None
+
+
+def _verbose_traceback() -> None:
+    """Under `--verbose`, print the traceback of the error being handled (the default is its one line only)."""
+    if current().verbose:
+        click.echo(traceback.format_exc().rstrip(), err=True)

@@ -1,6 +1,7 @@
-"""How `promptopt run` stops on Ctrl-C and SIGTERM: the run is stored as interrupted, one line says how to resume
-it, and the process exits at once instead of waiting for model calls still in flight (their worker threads would
-otherwise hold interpreter exit until their timeouts and retries ran out)."""
+"""How the command line stops on Ctrl-C. `promptopt run` (also on SIGTERM): the run is stored as interrupted, one
+line says how to resume it, and the process exits at once instead of waiting for model calls still in flight (their
+worker threads would otherwise hold interpreter exit until their timeouts and retries ran out). While the command
+line loads (its imports take seconds): one line and exit 130, not a traceback of whatever import was running."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 import click
 
 _received = {"signal": int(signal.SIGINT)}
+INTERRUPTED_EXIT = 128 + int(signal.SIGINT)
 
 
 def _terminate(signum: int, _frame: Any) -> None:
@@ -37,6 +39,18 @@ def exit_on_interrupt() -> Iterator[None]:
     finally:
         if installed:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """Around the command line's imports: Ctrl-C there prints "interrupted" and exits 130 (by `SystemExit`, so the
+    console script or `python -m` ends quietly)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        raise SystemExit(INTERRUPTED_EXIT) from None
 
 
 def interrupted_message(run_id: str | None) -> str:

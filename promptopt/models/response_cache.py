@@ -81,7 +81,8 @@ class ResponseCache:
         return Cached(entry["response"], paid)
 
     def put(self, request: dict[str, Any], response: dict[str, Any]) -> None:
-        """Store `response` for `request`, atomically, naming the run and process it was made for."""
+        """Store `response` for `request`, atomically, naming the run and process it was made for; an OS error (a
+        full disk) names the entry it could not write."""
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -90,8 +91,10 @@ class ResponseCache:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 json.dump(entry, stream, ensure_ascii=False)
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError) and not error.filename:
+                raise OSError(error.errno, error.strerror, str(path)) from error
             raise
 
 
