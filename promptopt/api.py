@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.case import Case
+from promptopt.case_selection import CaseSelection
 from promptopt.config import load_config
 from promptopt.evaluators.base import Evaluator, model_calls_per_case
 from promptopt.evaluators.judge import DEFAULT_RUBRIC, JUDGE_INSTRUCTIONS, load_rubric
@@ -127,9 +128,29 @@ def _setup(request: RunRequest, require_key: bool = True) -> _Setup:
     config.judge_model = None  # the judge's, once `_evaluator` builds one
     return _Setup(tools=load_tools(request.tools) if request.tools else bundled.tools,
                   seed_prompt=load_prompt(request.prompt) if request.prompt else bundled.seed_prompt,
-                  case_files=list(request.cases) if request.cases else list(bundled.case_files),
+                  case_files=_case_files(request, bundled.case_files),
                   task_settings=task_settings, optimizer_settings=optimizer_settings,
                   prices=load_prices(extra=file_config.get("prices")), strategy=strategy, config=config)
+
+
+def _case_files(request: RunRequest, bundled: Sequence[Path]) -> list[str | Path]:
+    """The request's case files; the task's bundled ones only when it names neither files nor stored cases."""
+    if request.cases or _selection(request):
+        return list(request.cases or ())
+    return list(bundled)
+
+
+def _selection(request: RunRequest) -> CaseSelection:
+    """The stored cases the request selects (`--source`, `--tag`, `--label`); empty when it selects none."""
+    return CaseSelection.of(request.sources, request.tags, request.labels)
+
+
+def _with_selected(store: Store, given: list[Case], selection: CaseSelection) -> list[Case]:
+    """`given` (the case files' cases) and then the stored cases `selection` takes, each case once."""
+    if not selection:
+        return given
+    known = {case.id for case in given}
+    return given + [case for case in store.select_cases(selection) if case.id not in known]
 
 
 def _check_model_names(request: RunRequest) -> None:
@@ -152,7 +173,7 @@ def optimize(request: RunRequest | None = None, progress: Callable[[str], None] 
     setup = _setup(request)
     config = setup.config
     store = Store(request.db)
-    stored = import_case_files(store, setup.case_files, setup.tools)
+    stored = _with_selected(store, import_case_files(store, setup.case_files, setup.tools), _selection(request))
     given_task = _named(request.model) is None and request.model is not None
     backend = request.model if given_task else \
         load_model(setup.task_settings, request.concurrency, request.cache, setup.prices)
@@ -276,6 +297,8 @@ def estimate(request: RunRequest | None = None, **keywords: Any) -> Estimate:
     files = [read_source(path, setup.tools) for path in setup.case_files]
     _refuse_unstorable_cases(files)
     parsed = [case for file in files for case in file.cases]
+    if _selection(request):  # read from the store, never written: an estimate imports nothing
+        parsed += Store(request.db).select_cases(_selection(request))
     unique = list({c.content_hash(): c for c in parsed}.values())
     numbered = [replace(c, id=i + 1) for i, c in enumerate(unique)]
     splits = split_cases(numbered, request.seed, setup.config.splits)

@@ -83,6 +83,13 @@ RUN_SETTINGS: tuple[Setting, ...] = (
             choices_from="promptopt.tasks:TASKS"),
     Setting("cases", Path, None, "Case file (.jsonl or .csv; repeatable). Default: the task's bundled bad and good "
             "cases.", multiple=True),
+    Setting("sources", str, None, "Also take the stored cases from this source (repeatable; a glob): the log or case "
+            "file they were imported from, or a log turn's FILE:RECORD#TURN. Without --cases, only the selected "
+            "cases are used.", flag="--source", multiple=True, metavar="PATTERN"),
+    Setting("tags", str, None, "Take stored cases with this tag (repeatable: any of them; with --source or --label, "
+            "narrows them).", flag="--tag", multiple=True, metavar="TAG"),
+    Setting("labels", str, None, "Take stored cases with this label, bad or good (repeatable).", flag="--label",
+            multiple=True, metavar="LABEL"),
     Setting("prompt", Path, None, "Seed system prompt file. Default: the task's bundled prompt."),
     Setting("tools", Path, None, "Tools in OpenAI function schema (JSON list). Default: the task's bundled tools."),
     Setting("strategy", str, "demos", "Search strategy (see `promptopt run --help` for the list), or module:Class "

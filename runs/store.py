@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from promptopt.case import Case, ToolCall
+from promptopt.case_selection import CaseSelection, SelectionError
 from promptopt.config import default_db_url
 from promptopt.models.base import CallRecord
 from promptopt.runs.engine import StoreBusy, StoreError, create_schema, open_engine
@@ -104,6 +105,10 @@ class CaseRejected(StoreError, ValueError):
         if len(problems) > MAX_REPORTED:
             shown.append(f"... and {len(problems) - MAX_REPORTED} more problems")
         super().__init__("\n".join(shown))
+
+
+class CasesInUse(ValueError):
+    """Cases a run used, so they cannot be deleted without breaking that run."""
 
 
 class Store:
@@ -196,6 +201,29 @@ class Store:
             if limit:
                 query = query.limit(limit)
             return [_case(r) for r in session.scalars(query)]
+
+    def select_cases(self, selection: CaseSelection) -> list[Case]:
+        """The stored cases `selection` takes, in store order; `SelectionError` when it takes none."""
+        with self.session() as session:
+            query = select(CaseRow).order_by(CaseRow.id)
+            if selection.labels:
+                query = query.where(CaseRow.label.in_(selection.labels))
+            chosen = [case for row in session.scalars(query)
+                      if selection.matches(case := _case(row), row.imported_from or "")]
+        if not chosen:
+            raise SelectionError(f"no stored case matches {selection.describe()} (see `promptopt cases list`)")
+        return chosen
+
+    def delete_cases(self, ids: Sequence[int]) -> int:
+        """Delete the cases `ids`, all or none: `CasesInUse` when a run used any of them (its split, scores and
+        report need them; delete the run first). Returns how many were deleted."""
+        with self.session() as session, session.begin():
+            used = session.execute(select(RunCaseRow.case_id, RunCaseRow.run_id)
+                                   .where(RunCaseRow.case_id.in_(list(ids))).limit(1)).first()
+            if used is not None:
+                raise CasesInUse(f"case {used[0]} is used by run {used[1]}: delete that run first "
+                                 f"(promptopt runs delete {used[1]}); nothing was deleted")
+            return session.execute(delete(CaseRow).where(CaseRow.id.in_(list(ids)))).rowcount
 
     def case(self, case_id: int) -> Case | None:
         with self.session() as session:

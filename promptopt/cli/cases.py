@@ -1,13 +1,17 @@
-"""`promptopt cases import|label|list|show`: case files and production logs into the store, and what is there."""
+"""`promptopt cases import|label|list|show|export|delete`: case files and production logs into the store, what is
+there, and back out."""
 from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import click
 
-from promptopt.case import NO_TOOL
+from promptopt.case import LABELS, NO_TOOL
+from promptopt.case_selection import CaseSelection
 from promptopt.cli.shared import db_option, progress_options, user_errors
+from promptopt.runs.case_export import EXPORT_FORMATS, case_record, export_format, write_cases, write_cases_to
 from promptopt.runs.log_import import FORMATS as LOG_FORMATS
 from promptopt.runs.log_import import Label, Turn, read_labels, read_source, write_label_template
 from promptopt.runs.store import Store
@@ -161,6 +165,65 @@ def list_cases(label, limit, db) -> None:
         click.echo("no cases stored", err=True)
 
 
+def selection_options(command):
+    """`--source`, `--tag` and `--label`, repeatable, as `cases export` and `cases delete` take them."""
+    command = click.option("--label", "labels", multiple=True, type=click.Choice(LABELS),
+                           help="Cases with this label (repeatable).")(command)
+    command = click.option("--tag", "tags", multiple=True, metavar="TAG",
+                           help="Cases with this tag (repeatable: any of them).")(command)
+    return click.option("--source", "sources", multiple=True, metavar="PATTERN",
+                        help="Cases from this source (repeatable; a glob): the log or case file they were imported "
+                             "from, or a log turn's FILE:RECORD#TURN.")(command)
+
+
+@cases.command("export")
+@selection_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
+              help="Case file to write (- for stdout). Its suffix picks the format unless --format is given.")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=None,
+              help="jsonl or csv [default: csv for a .csv file, else jsonl].")
+@db_option
+def export_cases(sources, tags, labels, output, fmt, db) -> None:
+    """Write stored cases (all, or those --source, --tag and --label select) as a case file that `cases import`
+    and `run --cases` read back as the same cases.
+
+    \b
+    promptopt cases export --source chat.jsonl --label bad -o bad.jsonl
+    """
+    with user_errors():
+        store = Store(db)
+        selection = CaseSelection.of(sources, tags, labels)
+        chosen = store.select_cases(selection) if selection else store.cases()
+        fmt = export_format(output, fmt)
+        if output == "-":
+            write_cases_to(sys.stdout, chosen, fmt)
+        else:
+            write_cases(output, chosen, fmt)
+    if output != "-":
+        click.echo(f"wrote {len(chosen)} cases to {output}", err=True)
+
+
+@cases.command("delete")
+@click.argument("case_ids", nargs=-1, type=click.IntRange(1))
+@selection_options
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@db_option
+def delete_cases(case_ids, sources, tags, labels, yes, db) -> None:
+    """Delete stored cases: CASE_IDS, or those --source, --tag and --label select. Refused, deleting nothing,
+    when a run used any of them (delete the run first with `promptopt runs delete`)."""
+    selection = CaseSelection.of(sources, tags, labels)
+    if not case_ids and not selection:
+        raise click.UsageError("name the cases to delete: CASE_IDS, or --source / --tag / --label")
+    with user_errors():
+        store = Store(db)
+        chosen = [c.id for c in store.select_cases(selection)] if selection else []
+        ids = list(dict.fromkeys([*case_ids, *chosen]))
+        if not yes:
+            click.confirm(f"delete {len(ids)} case(s) from {store.url}?", abort=True, err=True)
+        deleted = store.delete_cases(ids)
+    click.echo(f"deleted {deleted} case(s)" + (f"; {len(ids) - deleted} were not stored" if deleted < len(ids) else ""))
+
+
 @cases.command("show")
 @click.argument("case_id", type=int)
 @db_option
@@ -169,8 +232,4 @@ def show_case(case_id, db) -> None:
     case = Store(db).case(case_id)
     if case is None:
         raise click.ClickException(f"no case {case_id} in the store")
-    click.echo(json.dumps({
-        "id": case.id, "query": case.query, "context": list(case.context), "expected": case.expected.to_json(),
-        "actual": case.actual.to_json() if case.actual else None, "label": case.label, "tags": list(case.tags),
-        "source": case.source,
-    }, ensure_ascii=False, indent=2))
+    click.echo(json.dumps({"id": case.id, **case_record(case)}, ensure_ascii=False, indent=2))

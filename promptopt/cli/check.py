@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from promptopt.case import LABELS, choice_text
+from promptopt.case_selection import CaseSelection
 from promptopt.cli.junit import write_junit
 from promptopt.cli.setting_flags import setting_flags, setting_values
 from promptopt.cli.shared import progress_options, user_errors
@@ -20,7 +21,7 @@ from promptopt.tasks import TASKS
 
 CHECK_FLAGS = ["task", "tools", "model", "base_url", "api_key", "concurrency", "cache", "config_file", "evaluators",
                "all_must_pass", "pattern", "rubric", "judge_model", "judge_base_url", "judge_api_key",
-               "check_arguments", "db"]
+               "check_arguments", "db", "sources", "tags"]
 """The run settings a check takes, as `promptopt run` has them."""
 QUERY_CHARS = 70
 """How much of a broken case's query the report shows."""
@@ -68,7 +69,8 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
     request = RunRequest(prompt=prompt_file, max_broken=max_broken, **setting_values(values, CHECK_FLAGS))
     try:
         with user_errors():
-            result = _run_check(request, case_files, label, Thresholds(max_broken, min_accuracy), progress)
+            result = _run_check(request, case_files, CaseSelection.of(request.sources, request.tags), label,
+                                Thresholds(max_broken, min_accuracy), progress)
     except click.ClickException as error:
         error.exit_code = 2  # the check could not measure anything: a CI job must not read it as a regression
         raise
@@ -79,16 +81,18 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
         raise SystemExit(1)
 
 
-def _run_check(request: RunRequest, case_files: tuple[str, ...], label: str | None, thresholds: Thresholds,
-               progress: Progress) -> CheckResult:
-    """Resolve tools, prompt, model and evaluator as `promptopt run` does, pick the cases, and score the prompt."""
-    from promptopt.api import _evaluator, _setup, import_case_files
+def _run_check(request: RunRequest, case_files: tuple[str, ...], selection: CaseSelection, label: str | None,
+               thresholds: Thresholds, progress: Progress) -> CheckResult:
+    """Resolve tools, prompt, model and evaluator as `promptopt run` does, pick the cases (the files', then the
+    stored ones `selection` takes; every stored case when neither is given), and score the prompt."""
+    from promptopt.api import _evaluator, _setup, _with_selected, import_case_files
     from promptopt.models import load_model
     from promptopt.runs.store import Store
 
     setup = _setup(request)
     store = Store(request.db)
-    cases = import_case_files(store, case_files, setup.tools) if case_files else store.cases()
+    cases = import_case_files(store, case_files, setup.tools) if case_files else []
+    cases = _with_selected(store, cases, selection) if selection else cases if case_files else store.cases()
     cases = [c for c in cases if label is None or c.label == label]
     if not cases:
         where = "in the given files" if case_files else f"in the store {store.url}"

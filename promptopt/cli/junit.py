@@ -12,10 +12,12 @@ CLASS = "promptopt.check"
 
 
 def junit_tree(result: CheckResult) -> ET.ElementTree:
-    """One `<testsuite>`: a `<testcase>` per case (failed ones with `<failure>`, failed model calls with
-    `<error>`) and a last one, `thresholds`, that fails when the check does."""
+    """One `<testsuite>`: a `<testcase>` per case and a last one, `thresholds`, that fails when the check does.
+    Only regressions fail: a previously-good case the prompt breaks has a `<failure>`, a failed model call an
+    `<error>`; a bad case the prompt still gets wrong passes, with what it chose in `<system-out>` (it was wrong
+    before, so it is not what the gate guards)."""
     errors = sum(1 for o in result.outcomes if o.result.error)
-    failures = sum(1 for o in result.outcomes if not o.passed and not o.result.error) + (not result.passed)
+    failures = sum(1 for o in result.outcomes if o.broken and not o.result.error) + (not result.passed)
     root = ET.Element("testsuites")
     suite = ET.SubElement(root, "testsuite", name=SUITE, tests=str(len(result.outcomes) + 1),
                           failures=str(failures), errors=str(errors), skipped="0")
@@ -29,7 +31,7 @@ def junit_tree(result: CheckResult) -> ET.ElementTree:
         _add_case(suite, outcome)
     summary = ET.SubElement(suite, "testcase", classname=CLASS, name="thresholds")
     if not result.passed:
-        ET.SubElement(summary, "failure", message=result.verdict, type="threshold").text = result.verdict
+        ET.SubElement(summary, "failure", message=result.verdict, type="threshold")
     ET.indent(root)
     return ET.ElementTree(root)
 
@@ -45,9 +47,12 @@ def _add_case(suite: ET.Element, outcome: CaseOutcome) -> None:
     if result.error:
         ET.SubElement(element, "error", message=f"model call failed: {result.error}", type="model call")
         return
-    kind = "broken" if outcome.broken else "wrong"
-    message = f"{kind}: expected {expected}, the prompt chose {chosen}"
-    ET.SubElement(element, "failure", message=message, type=kind).text = f"{message}\n{result.feedback}".strip()
+    message = f"expected {expected}, the prompt chose {chosen}"
+    if outcome.broken:
+        ET.SubElement(element, "failure", message=f"broken: {message}", type="broken").text = result.feedback or None
+    else:
+        ET.SubElement(element, "system-out").text = \
+            f"still wrong (a bad case, not a regression): {message}\n{result.feedback}".strip()
 
 
 def write_junit(result: CheckResult, path: str | Path) -> None:

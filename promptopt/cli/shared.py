@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from promptopt.case_selection import SelectionError
 from promptopt.cli.setting_flags import setting_option
 from promptopt.config import ConfigFileError
 from promptopt.evaluators.registry import EvaluatorError
@@ -25,7 +26,7 @@ from promptopt.runs.compare import NothingToCompare
 from promptopt.runs.export import RunNotFinished
 from promptopt.runs.report import RunNotFound
 from promptopt.runs.resume import ResumeError
-from promptopt.runs.store import CaseRejected, StoreError
+from promptopt.runs.store import CaseRejected, CasesInUse, StoreError
 from promptopt.runs.store_errors import disk_full_message, is_disk_full
 from promptopt.tasks import TaskFileError
 
@@ -107,7 +108,8 @@ def user_errors() -> Iterator[None]:
             raise
         _verbose_traceback()
         raise click.ClickException(disk_full_message(error)) from None
-    except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare) as error:
+    except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare, SelectionError,
+            CasesInUse) as error:
         raise click.ClickException(str(error)) from None
 
 
