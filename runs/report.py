@@ -14,6 +14,22 @@ class RunNotFound(KeyError):
     """No run with that id in the store."""
 
 
+class AmbiguousRunId(ValueError):
+    """A run id prefix that more than one stored run starts with."""
+
+
+def full_run_id(store: Store, given: str) -> str:
+    """The id of the stored run whose id is `given`, or the only one that starts with it (as git takes a commit's
+    prefix); `RunNotFound` or `AmbiguousRunId` otherwise."""
+    matches = store.run_ids_starting(given) if given else []
+    if given in matches or len(matches) == 1:
+        return given if given in matches else matches[0]
+    if not matches:
+        raise RunNotFound(given)
+    raise AmbiguousRunId(f"run id {given!r} is the start of {'10 or more' if len(matches) == 10 else len(matches)} "
+                         f"runs ({', '.join(matches[:5])}{' ...' if len(matches) > 5 else ''}): give more of it")
+
+
 def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str, Any]:
     """Seed and winner test accuracy with 95 % Wilson intervals, exact McNemar p, fixed/broken cases, costs.
     `status` reports the run as having it (the loop reports its run as finished in the write that marks it so)."""

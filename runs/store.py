@@ -255,6 +255,29 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)))
 
+    def run_ids_starting(self, prefix: str) -> list[str]:
+        """The ids of the stored runs that start with `prefix` (at most 10)."""
+        with self.session() as session:
+            return list(session.scalars(select(RunRow.id).where(RunRow.id.startswith(prefix, autoescape=True))
+                                        .order_by(RunRow.id).limit(10)))
+
+    def case_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """How many cases each of `run_ids` was given."""
+        with self.session() as session:
+            rows = session.execute(select(RunCaseRow.run_id, func.count(RunCaseRow.id))
+                                   .where(RunCaseRow.run_id.in_(list(run_ids))).group_by(RunCaseRow.run_id))
+            return {run_id: count for run_id, count in rows}
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run and everything it stored (candidates, their evaluations, steps, model calls, BPO pairs,
+        its split), in one transaction; its cases stay."""
+        with self.session() as session, session.begin():
+            candidates = select(CandidateRow.id).where(CandidateRow.run_id == run_id).scalar_subquery()
+            session.execute(delete(EvaluationRow).where(EvaluationRow.candidate_id.in_(candidates)))
+            for table in (CandidateRow, StepRow, ModelCallRow, BpoPairRow, RunCaseRow):
+                session.execute(delete(table).where(table.run_id == run_id))
+            session.execute(delete(RunRow).where(RunRow.id == run_id))
+
     def run_splits(self, run_id: str) -> dict[int, str]:
         with self.session() as session:
             rows = session.scalars(select(RunCaseRow).where(RunCaseRow.run_id == run_id).order_by(RunCaseRow.id))

@@ -71,6 +71,15 @@ def hold_writer(store: Store, run_id: str) -> Iterator[None]:
                     release()
 
 
+@contextlib.contextmanager
+def hold_writers(store: Store, run_ids: list[str]) -> Iterator[None]:
+    """Hold the writer locks of every run in `run_ids` for the block (so none starts while they are deleted, say)."""
+    with contextlib.ExitStack() as stack:
+        for run_id in run_ids:
+            stack.enter_context(hold_writer(store, run_id))
+        yield
+
+
 def writer_alive(store: Store, run: RunRow) -> bool | None:
     """Whether the process writing `run` is alive (its lock is held); None where the lock cannot be seen."""
     if not run.writer:

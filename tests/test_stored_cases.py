@@ -111,3 +111,37 @@ def test_cases_delete_refuses_cases_a_run_used(tmp_path, store_url, small_case_f
     deleted = cli("cases", "delete", "--tag", "scratch", "--yes", "--db", store_url)
     assert deleted.exit_code == 0 and "deleted 1 case(s)" in deleted.output
     assert store.count_cases() == count
+
+
+def test_runs_are_listed_taken_by_id_prefix_and_deleted(tmp_path, store_url, small_case_file, bundled_cases):
+    expected = {c.query: c.expected.name for c in bundled_cases}
+    with ChatServer(ExamplesRouter(expected)) as server:
+        for _ in range(2):
+            ran = cli("run", "--cases", str(small_case_file), "--model", "scripted", "--base-url", server.base_url,
+                      "--api-key", "k", "--steps", "1", "--no-cache", "--json", "--db", store_url)
+            assert ran.exit_code == 0, ran.output
+    first, second = (run.id for run in reversed(Store(store_url).runs()))
+    listed = cli("runs", "list", "--db", store_url)
+    header, *rows = listed.output.splitlines()
+    assert header.split()[:6] == ["RUN", "STARTED", "STATUS", "STRATEGY", "MODEL", "CASES"]
+    assert len(rows) == 2 and all("finished" in row and "scripted" in row for row in rows)
+    entries = [json.loads(line) for line in cli("runs", "list", "--json", "--db", store_url).output.splitlines()]
+    assert [e["run_id"] for e in entries] == [second, first] and {e["cases"] for e in entries} == {44}  # small.jsonl's cases
+    shown = cli("runs", "show", first[:6], "--db", store_url)
+    assert shown.exit_code == 0 and f"run {first}" in shown.output
+    assert cli("export", first[:6], "--db", store_url).output == cli("export", first, "--db", store_url).output
+    deleted = cli("runs", "delete", first[:6], "--yes", "--db", store_url)
+    assert deleted.exit_code == 0 and "deleted 1 run(s)" in deleted.output
+    assert [run.id for run in Store(store_url).runs()] == [second]
+    assert cli("runs", "show", first, "--db", store_url).exit_code == 1
+    assert cli("cases", "delete", "--source", "small.jsonl", "--yes", "--db", store_url).exit_code == 1  # run 2's
+
+
+def test_a_prefix_two_runs_share_is_refused(store):
+    ids = [store.create_run("tool-routing", "demos", {}, [], {}) for _ in range(17)]  # two share a first digit
+    shared = next(run_id[0] for run_id in ids if sum(other[0] == run_id[0] for other in ids) > 1)
+    refused = cli("runs", "show", shared, "--db", store.url)
+    assert refused.exit_code == 1 and f"run id '{shared}' is the start of" in refused.output
+    assert "give more of it" in refused.output
+    missing = cli("runs", "show", "zz", "--db", store.url)
+    assert missing.exit_code == 1 and "no run 'zz'" in missing.output

@@ -7,6 +7,7 @@ import click
 
 from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.progress import Progress
+from promptopt.runs.report import full_run_id
 from promptopt.runs.store import Store
 
 
@@ -20,7 +21,9 @@ def report(run_id, output, db, progress) -> None:
     """Write RUN_ID's report as one HTML file that opens offline: result table, search trajectory, confusion
     matrices, every test case seed vs. winner (filterable), the prompt diff and per-evaluator scores."""
     with user_errors():
-        write_report(Store(db), run_id, output or f"report-{run_id}.html", progress)
+        store = Store(db)
+        run_id = full_run_id(store, run_id)
+        write_report(store, run_id, output or f"report-{run_id}.html", progress)
 
 
 def write_report(store: Store, run_id: str, path: str, progress: Progress) -> None:

@@ -17,7 +17,7 @@ from promptopt.optimizer.strategies import default_steps, strategy_names
 from promptopt.progress import Progress
 from promptopt.request import RunRequest
 from promptopt.run_settings import RUN_SETTINGS
-from promptopt.runs.report import format_report
+from promptopt.runs.report import format_report, full_run_id
 
 if TYPE_CHECKING:
     from promptopt.api import RunResult
@@ -82,8 +82,9 @@ def run(assignments, resume_id, estimate, as_json, report_file, progress, **valu
 
 
 def _resume(run_id: str, settings: dict[str, Any], progress: Progress) -> RunResult:
-    """`--resume RUN_ID`: refuse the flags that would change the search, then continue the run."""
+    """`--resume RUN_ID` (or a prefix of it): refuse the flags that would change the search, then continue the run."""
     from promptopt.api import resume
+    from promptopt.runs.store import Store
 
     context = click.get_current_context()
     given = [param for param in context.command.get_params(context) if param.name not in RESUME_FLAGS
@@ -94,6 +95,7 @@ def _resume(run_id: str, settings: dict[str, Any], progress: Progress) -> RunRes
                                f"it: {flags}")
     explicit = context.get_parameter_source("concurrency") is not ParameterSource.DEFAULT
     with user_errors(), exit_on_interrupt():
+        run_id = full_run_id(Store(settings["db"]), run_id)
         return resume(run_id, settings["db"], progress, api_key=settings["api_key"],
                       optimizer_api_key=settings["optimizer_api_key"],
                       concurrency=settings["concurrency"] if explicit else None, config_file=settings["config_file"],

@@ -1,5 +1,5 @@
-"""`promptopt export` and `promptopt runs list|show|compare`: the recorded runs, the prompt a finished one found,
-and finished runs side by side."""
+"""`promptopt export` and `promptopt runs list|show|compare|delete`: the recorded runs, the prompt a finished one
+found, and finished runs side by side. Every RUN_ID may be given by a prefix only one run's id starts with."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,10 @@ from promptopt.cli.report import write_html
 from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.compare import COLUMNS, NUMERIC_COLUMNS, Comparison, compare_runs
 from promptopt.runs.export import FORMATS, export_prompt
-from promptopt.runs.report import format_report, run_report
+from promptopt.runs.report import format_report, full_run_id, run_report
 from promptopt.runs.store import Store
-from promptopt.runs.writer_lock import run_status
+from promptopt.runs.tables import RunRow
+from promptopt.runs.writer_lock import hold_writers, run_status
 
 
 @click.command()
@@ -32,7 +33,8 @@ def export(run_id, output, fmt, incumbent, db) -> None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
         fmt = suffix if suffix in FORMATS else "md"
     with user_errors():
-        text = export_prompt(Store(db), run_id, fmt, incumbent)
+        store = Store(db)
+        text = export_prompt(store, full_run_id(store, run_id), fmt, incumbent)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output} ({fmt})", err=True)
@@ -47,19 +49,58 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run, one per line.")
 @db_option
-def list_runs(limit, db) -> None:
-    """Recent runs: id, status, strategy, seed and winner test accuracy."""
-    store = Store(db)
-    rows = store.runs(limit)
-    for row in rows:
-        summary = row.summary or {}
-        seed = (summary.get("seed") or {}).get("test_accuracy")
-        winner = (summary.get("winner") or {}).get("test_accuracy")
-        scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
-        click.echo(f"{row.id}  {row.created_at:%Y-%m-%d %H:%M}  {run_status(store, row):11}  {row.strategy:8}  {scores}")
+def list_runs(limit, as_json, db) -> None:
+    """Recent runs, newest first: id, start, status, strategy, task model, cases, seed -> winner test accuracy."""
+    with user_errors():
+        store = Store(db)
+        rows = store.runs(limit)
+        counts = store.case_counts([row.id for row in rows])
+        listed = [_listed(store, row, counts.get(row.id, 0)) for row in rows]
+    if as_json:
+        for entry in listed:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+        return
     if not rows:
         click.echo("no runs stored", err=True)
+        return
+    click.echo(f"{'RUN':12}  {'STARTED':16}  {'STATUS':11}  {'STRATEGY':8}  {'MODEL':24}  {'CASES':>5}  TEST ACCURACY")
+    for entry in listed:
+        seed, winner = entry["seed_test_accuracy"], entry["winner_test_accuracy"]
+        scores = f"{seed:.1%} -> {winner:.1%}" if seed is not None and winner is not None else ""
+        click.echo(f"{entry['run_id']:12}  {entry['started'][:16].replace('T', ' '):16}  {entry['status']:11}  "
+                   f"{entry['strategy']:8}  {(entry['model'] or '')[:24]:24}  {entry['cases']:>5}  {scores}")
+
+
+def _listed(store: Store, row: RunRow, cases: int) -> dict:
+    """One run as `runs list` shows it."""
+    summary = row.summary or {}
+    return {"run_id": row.id, "started": row.created_at.isoformat(), "status": run_status(store, row),
+            "strategy": row.strategy, "task": row.task, "model": (row.config or {}).get("model"), "cases": cases,
+            "seed_test_accuracy": (summary.get("seed") or {}).get("test_accuracy"),
+            "winner_test_accuracy": (summary.get("winner") or {}).get("test_accuracy")}
+
+
+@runs.command("delete")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@db_option
+def delete_runs(run_ids, yes, db) -> None:
+    """Delete runs and everything they stored (candidates, scores, steps, model calls); their cases stay. A run
+    that is still running is refused (stop it first)."""
+    with user_errors():
+        store = Store(db)
+        ids = [full_run_id(store, given) for given in run_ids]
+        for run_id in ids:
+            if run_status(store, store.run(run_id)) == "running":
+                raise click.ClickException(f"run {run_id} is running: stop it first; nothing was deleted")
+        if not yes:
+            click.confirm(f"delete {len(ids)} run(s) from {store.url}?", abort=True, err=True)
+        with hold_writers(store, ids):
+            for run_id in ids:
+                store.delete_run(run_id)
+    click.echo(f"deleted {len(ids)} run(s)")
 
 
 @runs.command("show")
@@ -72,6 +113,7 @@ def show_run(run_id, as_json, with_steps, db) -> None:
     """A run's result table, computed from the store."""
     store = Store(db)
     with user_errors():
+        run_id = full_run_id(store, run_id)
         report = run_report(store, run_id)
     if as_json:
         if with_steps:
@@ -99,7 +141,7 @@ def compare(run_ids, as_json, output, db, progress) -> None:
     exact McNemar p against the first run's winner, calls, cost and wall time."""
     store = Store(db)
     with user_errors():
-        comparison = compare_runs(store, run_ids)
+        comparison = compare_runs(store, [full_run_id(store, given) for given in run_ids])
     if output:
         from promptopt.runs.html_compare import render_comparison
 

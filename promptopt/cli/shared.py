@@ -24,7 +24,7 @@ from promptopt.run_settings import SETTINGS
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.compare import NothingToCompare
 from promptopt.runs.export import RunNotFinished
-from promptopt.runs.report import RunNotFound
+from promptopt.runs.report import AmbiguousRunId, RunNotFound
 from promptopt.runs.resume import ResumeError
 from promptopt.runs.store import CaseRejected, CasesInUse, StoreError
 from promptopt.runs.store_errors import disk_full_message, is_disk_full
@@ -109,7 +109,7 @@ def user_errors() -> Iterator[None]:
         _verbose_traceback()
         raise click.ClickException(disk_full_message(error)) from None
     except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare, SelectionError,
-            CasesInUse) as error:
+            CasesInUse, AmbiguousRunId) as error:
         raise click.ClickException(str(error)) from None
 
 
