@@ -145,3 +145,23 @@ def test_a_prefix_two_runs_share_is_refused(store):
     assert "give more of it" in refused.output
     missing = cli("runs", "show", "zz", "--db", store.url)
     assert missing.exit_code == 1 and "no run 'zz'" in missing.output
+
+
+def test_labelling_y_takes_productions_call_as_right(tmp_path, task):
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_order_status", "arguments": json.dumps({"order_id": "FM123"})}}
+    log = write_jsonl(tmp_path / "log.jsonl", [
+        {"messages": [{"role": "user", "content": "where is my order FM123?"}], "tools": task.tools,
+         "response": {"role": "assistant", "content": None, "tool_calls": [call]}},
+        {"messages": [{"role": "user", "content": "any deals on milk?"}], "tools": task.tools,
+         "response": {"role": "assistant", "content": None, "tool_calls": [call]}}])
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    # turn 1: production was right; turn 2: another tool, whose arguments default to {} (not production's)
+    result = CliRunner().invoke(main, ["cases", "label", str(log), "--db", db], input="y\nget_promotions\n\n")
+    assert result.exit_code == 0, result.output
+    stored = {c.query: c for c in Store(db).cases()}
+    right = stored["where is my order FM123?"]
+    assert right.label == "good" and right.expected.name == "get_order_status"
+    assert right.expected.arguments == {"order_id": "FM123"}
+    wrong = stored["any deals on milk?"]
+    assert wrong.label == "bad" and wrong.expected.name == "get_promotions" and wrong.expected.arguments == {}

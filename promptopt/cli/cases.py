@@ -103,18 +103,28 @@ def label_cases(log_file, labels_file, fmt, task, tools_file, no_input, db) -> N
 
 
 def ask_labels(turns: list[Turn], tools: list[dict]) -> dict[tuple[int, int], Label]:
-    """Ask for each turn's expected tool and arguments, showing its context, query and production's call."""
+    """Ask for each turn's expected tool and arguments, showing its context, query and production's call: `y`
+    takes production's call as right (a good case), a tool name asks for its arguments (production's, when it
+    called that tool, are the default), `none` means no tool, and an empty answer skips the turn."""
     parameters = {t["function"]["name"]: set((t["function"].get("parameters") or {}).get("properties", {}))
                   for t in tools}
     answers: dict[tuple[int, int], Label] = {}
     for turn in turns:
         _show_turn(turn)
-        tool = click.prompt("expected tool (none: answer without a tool; empty: skip)", default="",
-                            show_default=False, value_proc=lambda v: _known_tool(v.strip(), parameters))
+        tool = click.prompt("expected tool (y: production was right; a tool name; none: no tool; empty: skip)",
+                            default="", show_default=False,
+                            value_proc=lambda v: v.strip() if v.strip() == "y" else _known_tool(v.strip(), parameters))
         if not tool:
             continue
-        arguments = click.prompt("expected arguments (JSON object)", default="{}",
-                                 value_proc=lambda v, t=tool: _arguments(v, parameters.get(t, set())))
+        produced = turn.actual["tool"] or NO_TOOL
+        if tool == "y":
+            tool, arguments = produced, dict(turn.actual["arguments"])
+        elif tool == NO_TOOL:
+            arguments = {}
+        else:
+            default = json.dumps(turn.actual["arguments"], ensure_ascii=False) if tool == produced else "{}"
+            arguments = click.prompt("expected arguments (JSON object)", default=default,
+                                     value_proc=lambda v, t=tool: _arguments(v, parameters.get(t, set())))
         answers[(turn.record, turn.number)] = Label("<answers>", None, {
             "tool": None if tool == NO_TOOL else tool, "arguments": arguments})
     return answers
