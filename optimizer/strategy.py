@@ -29,6 +29,15 @@ class SearchSize:
     incumbent_sample: int
 
 
+@dataclass(frozen=True)
+class OptimizerWork:
+    """What a strategy asks of the optimizer model over a run (for `--estimate`): calls at most, and the reply
+    budget of each (the most it may write: an upper bound on output tokens)."""
+
+    calls: int = 0
+    reply_tokens: int = 0
+
+
 def reasons_text(reasons: Counter) -> str:
     """` (2x reason; 1x other)`, most frequent first, or nothing."""
     return " (" + "; ".join(f"{n}x {r}" for r, n in reasons.most_common()) + ")" if reasons else ""
@@ -206,6 +215,10 @@ class Strategy(Protocol):
         """Task-model calls the strategy itself makes (for `--estimate`); an upper bound."""
         ...
 
+    def expected_optimizer_work(self, size: SearchSize) -> OptimizerWork:
+        """Optimizer-model calls the strategy makes (for `--estimate`); an upper bound."""
+        ...
+
 
 class StrategyBase:
     """A strategy's declared `options` become attributes of the same names, from the values given or the defaults;
@@ -220,3 +233,7 @@ class StrategyBase:
     def __init__(self, **given: Any) -> None:
         for name, value in resolve_options(self.name, self.options, given).items():
             setattr(self, name, value)
+
+    def expected_optimizer_work(self, size: SearchSize) -> OptimizerWork:
+        """None, unless the strategy says otherwise: structural strategies write prompts without a model."""
+        return OptimizerWork()

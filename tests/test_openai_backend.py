@@ -3,7 +3,6 @@ responder behind `promptopt.server.ChatServer`, with injected latency and faults
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -273,7 +272,26 @@ def test_estimate_counts_a_judges_calls_as_the_budget_does(bundled_case_file):
     assert judged["judge_calls"] == plain["calls"] and judged["calls"] == 2 * plain["calls"]
     assert judged["tokens_in"] > plain["tokens_in"] and judged["cost_usd"] > plain["cost_usd"]
     text = CliRunner().invoke(main, [*base[:-1], "--evaluator", "judge"], env={"OPENAI_API_KEY": ""})
-    assert f"expected model calls: at most {2 * plain['calls']} ({plain['calls']} of them the judge's)" in text.output
+    assert f"expected model calls: at most {2 * plain['calls']} (of them {plain['calls']} the judge's)" in text.output
+
+
+def test_estimate_counts_and_prices_the_optimizer_models_calls(bundled_case_file):
+    """OPRO's samples are optimizer calls the budget counts, each at its full reply budget, at the optimizer's price."""
+    base = ["run", "--cases", str(bundled_case_file), "--model", "gpt-4o-mini", "--strategy", "opro", "--steps", "3",
+            "--candidates", "4", "--estimate", "--json"]
+
+    def estimate(*more: str) -> dict:
+        result = CliRunner().invoke(main, [*base, *more], env={"OPENAI_API_KEY": ""})
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output.strip().splitlines()[-1])
+
+    cheap, dear = estimate("--optimizer-model", "gpt-4o-mini"), estimate("--optimizer-model", "gpt-4o")
+    assert cheap["optimizer_calls"] == dear["optimizer_calls"] == 3 * 4
+    assert cheap["tokens_out"] >= 12 * 1024 and dear["cost_usd"] > cheap["cost_usd"]
+    demos = estimate("--strategy", "demos")
+    assert demos["optimizer_calls"] == 0
+    short = CliRunner().invoke(main, [*base[:-1], "--budget-calls", "10"], env={"OPENAI_API_KEY": ""})
+    assert "warning: --budget-calls 10 cannot cover scoring the seed prompt" in short.output
 
 
 class EchoKey401(BaseHTTPRequestHandler):

@@ -20,9 +20,9 @@ from tests.fakes import FakeRouter
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
          for n in ("get_order_status", "find_stores")]
 SEED = "You help shoppers. Tools: get_order_status, find_stores."
-NOT_THE_SEARCH = {"import_cases", "delete_cases"}
-"""Store writes no search makes: a case import happens before a run, deleting cases after (or never), outside the
-replay."""
+NOT_THE_SEARCH = {"import_cases", "delete_cases", "delete_run"}
+"""Store writes no search makes: a case import happens before a run, deleting cases or runs after it (or never),
+outside the replay."""
 
 
 class Expected(FakeRouter):

@@ -23,7 +23,7 @@ from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option, OptionError
 from promptopt.optimizer.prompt_text import normalized, tagged_pieces
 from promptopt.optimizer.scorer import CaseResult
-from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase, Tally
+from promptopt.optimizer.strategy import OptimizerWork, Proposal, SearchContext, SearchSize, StrategyBase, Tally
 
 START, END = "<START>", "<END>"
 
@@ -104,6 +104,11 @@ class ApoStrategy(StrategyBase):
     def expected_calls(self, size: SearchSize) -> int:
         """Per round: each beam member on its minibatch, and the bandit's pulls (an upper bound)."""
         return size.steps * (self.beam_width * min(self.minibatch, size.train) + self.eval_budget * self.pull_size)
+
+    def expected_optimizer_work(self, size: SearchSize) -> OptimizerWork:
+        """Per round and beam prompt: its gradients, an edit per gradient, and the edits' paraphrases."""
+        return OptimizerWork(size.steps * self.beam_width * self.gradients * (2 + self.paraphrases),
+                             self.reply_tokens)
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         if not self.beam:

@@ -24,7 +24,7 @@ from promptopt.optimizer.options import Option
 from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import accuracy
 from promptopt.optimizer.splits import stratified_sample
-from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase
+from promptopt.optimizer.strategy import OptimizerWork, Proposal, SearchContext, SearchSize, StrategyBase
 
 TAG_OPEN, TAG_CLOSE = PROMPT_TAGS
 
@@ -97,6 +97,10 @@ class OproStrategy(StrategyBase):
         """Per step: every sample scored on the training subset (the seed once)."""
         subset = min(self.train_sample, size.train)
         return subset + size.steps * self.candidates * subset
+
+    def expected_optimizer_work(self, size: SearchSize) -> OptimizerWork:
+        """Per step: one meta-prompt sampled `candidates` times."""
+        return OptimizerWork(size.steps * self.candidates, self.reply_tokens)
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         subset = self._training_subset(context)

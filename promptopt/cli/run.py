@@ -134,8 +134,13 @@ def _print_estimate(expected: Estimate, model: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(expected.to_json()))
         return
-    cost = f"${expected.cost_usd:.4f}" if expected.price_known else f"unknown (no price for {model}; see --config)"
-    judged = f" ({expected.judge_calls} of them the judge's)" if expected.judge_calls else ""
-    click.echo(f"expected model calls: at most {expected.calls}{judged}\n"
-               f"tokens: about {expected.tokens_in} in, {expected.tokens_out} out\n"
+    cost = f"${expected.cost_usd:.4f}" if expected.price_known else \
+        f"unknown (no price for {model} or another model the run calls; see --config)"
+    parts = [f"{expected.judge_calls} the judge's" if expected.judge_calls else "",
+             f"{expected.optimizer_calls} the optimizer model's" if expected.optimizer_calls else ""]
+    of_them = f" (of them {' and '.join(p for p in parts if p)})" if any(parts) else ""
+    click.echo(f"expected model calls: at most {expected.calls}{of_them}\n"
+               f"tokens: about {expected.tokens_in} in, at most {expected.tokens_out} out\n"
                f"cost at list price: {cost}")
+    for warning in expected.warnings:
+        click.echo(f"warning: {warning}", err=True)

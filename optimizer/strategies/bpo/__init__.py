@@ -18,7 +18,14 @@ from promptopt.optimizer.options import Option, OptionError
 from promptopt.optimizer.prompt_text import normalized
 from promptopt.optimizer.strategies.bpo.pairs import construct_pairs, feedback_from_results
 from promptopt.optimizer.strategies.bpo.rewriter import MODES, Mode, Rewriter, load_rewriter, prompted_rewriter
-from promptopt.optimizer.strategy import Proposal, SearchContext, SearchSize, StrategyBase, reasons_text
+from promptopt.optimizer.strategy import (
+    OptimizerWork,
+    Proposal,
+    SearchContext,
+    SearchSize,
+    StrategyBase,
+    reasons_text,
+)
 
 
 class BpoStrategy(StrategyBase):
@@ -61,6 +68,10 @@ class BpoStrategy(StrategyBase):
     def expected_calls(self, size: SearchSize) -> int:
         """Per step: every rewrite scored on the cases the incumbent was scored on in training."""
         return size.steps * self.sampling.samples * size.incumbent_sample
+
+    def expected_optimizer_work(self, size: SearchSize) -> OptimizerWork:
+        """Per step: one analysis per feedback group, then the rewrites."""
+        return OptimizerWork(size.steps * (self.feedback_groups + self.sampling.samples), self.reply_tokens)
 
     def propose(self, context: SearchContext, step: int) -> list[Proposal]:
         incumbent = context.incumbent
