@@ -11,6 +11,7 @@ from promptopt.cli.signals import loading
 
 with loading():
     from promptopt.cli.bpo import bpo
+    from promptopt.cli.cache import cache
     from promptopt.cli.cases import cases
     from promptopt.cli.check import check
     from promptopt.cli.dependency_warnings import route_dependency_warnings
@@ -48,7 +49,7 @@ def main() -> None:
     """
 
 
-for command in (run, check, report, export, cases, runs, evaluators, serve, bpo):
+for command in (run, check, report, export, cases, runs, cache, evaluators, serve, bpo):
     main.add_command(command)
 
 

@@ -3,7 +3,12 @@
 A request is everything that decides the answer (endpoint, model, messages, tools, sampling parameters, seed and,
 for sampled calls, the sample index); its SHA-256 over canonical JSON names one file under the cache folder.
 Files are written to a temporary name and renamed, so a killed process never leaves a half-written entry.
-API keys are never part of a request.
+An entry holds the reply (and who made it), not the request: its file name is the request's digest. API keys are
+never part of a request. What invalidates an answer is a change to any of those parts; a different model behind the
+same name and URL does not, so after such a change run with `--no-cache` or `promptopt cache clear`.
+
+The folder is capped at `$PROMPTOPT_CACHE_MAX_MB` (default 2048): past it, the oldest entries are removed until it is
+under 90 % of the cap (checked every `EVICT_EVERY` writes). `promptopt cache stats|clear` look after it by hand.
 
 Each entry also names the run and process it was made for (`making_calls_for`), so a resumed run can tell the calls
 its killed process made and paid for but never recorded from true cache hits: the first answer of such an entry
@@ -17,11 +22,15 @@ import json
 import os
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+DEFAULT_MAX_MB = 2048
+EVICT_EVERY = 500
+"""Writes between two checks of the folder's size."""
 PROCESS = uuid.uuid4().hex
 """This process, as cache entries name the process that made them."""
 
@@ -49,6 +58,7 @@ class ResponseCache:
         self.run_id: str | None = None
         self._claimed: set[str] = set()
         self._guard = threading.Lock()
+        self._writes = 0
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
@@ -86,7 +96,7 @@ class ResponseCache:
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        entry = {"request": request, "response": response, "origin": {"run": self.run_id, "process": PROCESS}}
+        entry = {"response": response, "origin": {"run": self.run_id, "process": PROCESS}}
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 json.dump(entry, stream, ensure_ascii=False)
@@ -96,6 +106,11 @@ class ResponseCache:
             if isinstance(error, OSError) and not error.filename:
                 raise OSError(error.errno, error.strerror, str(path)) from error
             raise
+        with self._guard:
+            self._writes += 1
+            due = self._writes % EVICT_EVERY == 1
+        if due:
+            evict(self.directory, max_cache_bytes())
 
 
 @contextlib.contextmanager
@@ -107,3 +122,68 @@ def calls_for_run(run_id: str, *backends: Any) -> Iterator[None]:
         for cache in caches.values():
             stack.enter_context(cache.making_calls_for(run_id))
         yield
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What a cache folder holds: entries, bytes, and when the oldest and newest were written (epoch seconds)."""
+
+    entries: int
+    bytes: int
+    oldest: float | None
+    newest: float | None
+
+
+def _entries(directory: Path) -> list[tuple[Path, os.stat_result]]:
+    found = []
+    for path in directory.glob("*/*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            found.append((path, path.stat()))
+    return found
+
+
+def cache_stats(directory: str | Path) -> CacheStats:
+    """Entries, size and age of the cache in `directory`."""
+    entries = _entries(Path(directory))
+    times = [stat.st_mtime for _, stat in entries]
+    return CacheStats(len(entries), sum(stat.st_size for _, stat in entries), min(times, default=None),
+                      max(times, default=None))
+
+
+def clear_cache(directory: str | Path, older_than_s: float | None = None) -> int:
+    """Remove the entries (all, or those written more than `older_than_s` seconds ago); how many were removed."""
+    cutoff = None if older_than_s is None else time.time() - older_than_s
+    removed = 0
+    for path, stat in _entries(Path(directory)):
+        if cutoff is None or stat.st_mtime < cutoff:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def evict(directory: str | Path, max_bytes: int) -> int:
+    """Past `max_bytes`, remove the oldest entries until the folder holds under 90 % of it; how many were removed."""
+    entries = _entries(Path(directory))
+    total = sum(stat.st_size for _, stat in entries)
+    if total <= max_bytes:
+        return 0
+    removed = 0
+    for path, stat in sorted(entries, key=lambda entry: entry[1].st_mtime):
+        if total < 0.9 * max_bytes:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+        total -= stat.st_size
+    return removed
+
+
+def max_cache_bytes() -> int:
+    """The cache folder's cap: `$PROMPTOPT_CACHE_MAX_MB` megabytes (default 2048)."""
+    raw = os.environ.get("PROMPTOPT_CACHE_MAX_MB", "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        megabytes = DEFAULT_MAX_MB
+    return int(max(megabytes, 0) * 1024 * 1024)
