@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import binomtest, norm
-
 
 def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion; (0, 1) when there is no data."""
     if total == 0:
         return (0.0, 1.0)
+    from scipy.stats import norm  # here, not at import: scipy.stats takes seconds to load
+
     z = norm.ppf(0.5 + confidence / 2)
     p = successes / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
@@ -21,6 +21,8 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
     """Two-sided exact McNemar p-value from the discordant pairs (cases fixed vs. cases broken)."""
     if fixed + broken == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(fixed, fixed + broken, 0.5).pvalue)
 
 
@@ -29,6 +31,8 @@ def mcnemar_one_sided(fixed: int, broken: int) -> float:
     `fixed` of the discordant cases going its way if each went either way with even odds."""
     if fixed + broken == 0:
         return 1.0
+    from scipy.stats import binomtest
+
     return float(binomtest(fixed, fixed + broken, 0.5, alternative="greater").pvalue)
 
 

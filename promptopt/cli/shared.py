@@ -14,6 +14,7 @@ from promptopt.case_selection import SelectionError
 from promptopt.cli.setting_flags import setting_option
 from promptopt.config import ConfigFileError
 from promptopt.evaluators.registry import EvaluatorError
+from promptopt.models.embedded_weights import EmbeddedModelMissing
 from promptopt.models.pricing import PriceFileError
 from promptopt.models.settings import ModelSettingsError
 from promptopt.optimizer.loop import RunFailed
@@ -94,7 +95,7 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
     except (EvaluatorError, OptionError) as error:
         raise click.UsageError(str(error)) from None
-    except (ModelSettingsError, ConfigFileError, PriceFileError) as error:
+    except (ModelSettingsError, ConfigFileError, PriceFileError, EmbeddedModelMissing) as error:
         raise click.ClickException(str(error)) from None
     except RunNotFound as error:
         raise click.ClickException(f"no run {error.args[0]!r} in the store") from None

@@ -21,7 +21,7 @@ import numpy as np
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
-from promptopt.models.embedded_weights import WeightsSource, weights_source
+from promptopt.models.embedded_weights import WeightsSource, require_embedded_libraries, weights_source
 from promptopt.models.native_routing import (calibrate_gate, call_branches, decide, distinguishing_prefixes,
                                              routing_tools)
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
@@ -379,5 +379,7 @@ class EmbeddedModel:
 def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,
                   prices: Any) -> EmbeddedModel:
     """The registry's factory for `embedded` (`embedded:NAME` picks the weights): the local model with the response
-    cache; it serves one call at a time and costs nothing, so `concurrency` and `prices` do not apply."""
+    cache; it serves one call at a time and costs nothing, so `concurrency` and `prices` do not apply. Without its
+    libraries (a plain install) it says how to get them before any work starts."""
+    require_embedded_libraries()
     return EmbeddedModel(cache=cache, weights=settings.model.partition(":")[2] or None)

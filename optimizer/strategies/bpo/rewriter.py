@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.models.base import Completion, ModelBackend
+from promptopt.models.embedded_weights import require_embedded_libraries
 from promptopt.optimizer.strategies.bpo.pairs import REWRITER_SYSTEM, Ask, chat_example
 
 METADATA_FILE = "rewriter.json"
@@ -80,6 +81,7 @@ def prompted_rewriter(backend: ModelBackend, pairs: Sequence[tuple[str, str]], p
 
 def load_rewriter(path: str | Path) -> Rewriter:
     """A fine-tuned rewriter from a directory written by `train_rewriter` (or any causal LM directory)."""
+    require_embedded_libraries()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -168,6 +170,7 @@ def train_rewriter(pairs: Sequence[tuple[str, str]], output_dir: str | Path, bas
 
 
 def _load_base(base: str | Path | None) -> tuple[Any, Any]:
+    require_embedded_libraries()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
