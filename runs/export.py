@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from promptopt.markup import strip_markers
-from promptopt.runs.report import RunNotFound, run_report
+from promptopt.runs.report import RunNotFound, run_provenance, run_report
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow
 from promptopt.runs.writer_lock import run_status
@@ -43,7 +43,7 @@ def export_prompt(store: Store, run_id: str, fmt: str = "md", incumbent: bool = 
             "run_id": run_id, "task": run.task, "strategy": run.strategy, "candidate_id": candidate.id,
             "operator": candidate.operator, "parent_ids": candidate.parent_ids, "rationale": candidate.rationale,
             "system_prompt": candidate.prompt, "seed": report.get("seed"), "winner": report.get("winner"),
-            "p_value": report.get("p_value"), "status": status,
+            "p_value": report.get("p_value"), "status": status, "provenance": run_provenance(run),
         }, ensure_ascii=False, indent=2) + "\n"
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 

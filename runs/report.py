@@ -77,6 +77,20 @@ def run_report(store: Store, run_id: str, status: str | None = None) -> dict[str
     return report
 
 
+PROVENANCE_SETTINGS = ("model", "base_url", "optimizer_model", "optimizer_base_url", "judge_model", "options", "seed",
+                       "budget_calls", "budget_tokens", "budget_usd", "budget_seconds", "evaluator")
+
+
+def run_provenance(run: RunRow) -> dict[str, Any]:
+    """Where a run's result came from: its models and endpoints, strategy and options, seed and budget, when it
+    started and ended, and the promptopt version that made it (for `runs show --json` and `export --format json`)."""
+    config = run.config or {}
+    return {"strategy": run.strategy, **{name: config.get(name) for name in PROVENANCE_SETTINGS},
+            "started_at": run.created_at.isoformat() if run.created_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "promptopt_version": run.promptopt_version or None}
+
+
 def split_summary(store: Store, run: RunRow, splits: dict[int, str]) -> dict[str, Any]:
     """Which split the run used: its seed, the size of each part, and a fingerprint of which cases went where (by
     content, so runs on the same cases and seed show the same fingerprint in any store)."""

@@ -39,6 +39,17 @@ from promptopt.runs.tables import (
     utcnow,
 )
 
+
+def installed_version() -> str:
+    """The installed promptopt's version, as a run records it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("promptopt")
+    except PackageNotFoundError:
+        return ""
+
+
 __all__ = ["Store", "StoreBusy", "StoreError", "CaseRejected", "ImportResult", "EvaluationRecord", "BpoPairRecord"]
 
 IMPORT_BATCH = 500
@@ -241,7 +252,8 @@ class Store:
         run_id = uuid.uuid4().hex[:12]
         positions = {case_id: index for index, case_id in enumerate(order)}
         with self.session() as session, session.begin():
-            session.add(RunRow(id=run_id, task=task, strategy=strategy, config=config, tools=tools))
+            session.add(RunRow(id=run_id, task=task, strategy=strategy, config=config, tools=tools,
+                               promptopt_version=installed_version()))
             session.flush()
             session.add_all(RunCaseRow(run_id=run_id, case_id=cid, split=split, position=positions.get(cid))
                             for cid, split in splits.items())

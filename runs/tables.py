@@ -87,6 +87,8 @@ class RunRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=utcnow)
     """Written every few seconds while the run's process is alive (see `promptopt.runs.heartbeat`); NULL in
     stores written before heartbeats."""
+    promptopt_version: Mapped[str] = mapped_column(String(32), default="")
+    """The promptopt version that created the run; empty for runs stored before it was kept."""
     writer: Mapped[str] = mapped_column(Text, default="")
     """The process writing the run ("pid N on HOST"), as it holds the run's writer lock (`runs.writer_lock`);
     empty for runs stored before writer locks."""

@@ -165,3 +165,19 @@ def test_labelling_y_takes_productions_call_as_right(tmp_path, task):
     assert right.expected.arguments == {"order_id": "FM123"}
     wrong = stored["any deals on milk?"]
     assert wrong.label == "bad" and wrong.expected.name == "get_promotions" and wrong.expected.arguments == {}
+
+
+def test_show_json_and_export_json_say_where_the_result_came_from(tmp_path, small_case_file, bundled_cases):
+    expected = {c.query: c.expected.name for c in bundled_cases}
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with ChatServer(ExamplesRouter(expected)) as server:
+        ran = cli("run", "--cases", str(small_case_file), "--model", "scripted", "--base-url", server.base_url,
+                  "--api-key", "k", "--steps", "1", "--no-cache", "--json", "--seed", "4", "--db", db)
+    run_id = json.loads(ran.output.strip().splitlines()[-1])["run_id"]
+    shown = json.loads(cli("runs", "show", run_id, "--json", "--db", db).output)["provenance"]
+    exported = json.loads(cli("export", run_id, "--format", "json", "--db", db).output)["provenance"]
+    assert shown == exported
+    assert shown["model"] == "scripted" and shown["base_url"] == server.base_url and shown["seed"] == 4
+    assert shown["strategy"] == "demos" and isinstance(shown["options"], dict)
+    assert shown["started_at"] < shown["finished_at"] and shown["promptopt_version"]
+    assert "k" not in json.dumps(shown).split('"')  # never a key

@@ -55,10 +55,11 @@ def test_an_interrupted_run_is_shown_and_exported_as_unfinished(tmp_path, task):
     assert exported.exit_code == 0 and exported.output == Store(db).candidate(3).prompt
 
 
-def test_an_older_store_gains_the_heartbeat_case_order_and_writer_columns(store_url, task):
+def test_an_older_store_gains_the_columns_later_versions_added(store_url, task):
     with Store(store_url).engine.begin() as connection:
         connection.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
         connection.execute(text("ALTER TABLE runs DROP COLUMN writer"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN promptopt_version"))
         connection.execute(text("ALTER TABLE run_cases DROP COLUMN position"))
         connection.execute(text("INSERT INTO runs (id, task, strategy, status, config, tools, summary, error, "
                                 "created_at) VALUES ('old', 'tool-routing', 'demos', 'running', '{}', '[]', '{}', "

@@ -11,7 +11,7 @@ from promptopt.cli.report import write_html
 from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.compare import COLUMNS, NUMERIC_COLUMNS, Comparison, compare_runs
 from promptopt.runs.export import FORMATS, export_prompt
-from promptopt.runs.report import format_report, full_run_id, run_report
+from promptopt.runs.report import format_report, full_run_id, run_provenance, run_report
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow
 from promptopt.runs.writer_lock import hold_writers, run_status
@@ -116,6 +116,7 @@ def show_run(run_id, as_json, with_steps, db) -> None:
         run_id = full_run_id(store, run_id)
         report = run_report(store, run_id)
     if as_json:
+        report = {**report, "provenance": run_provenance(store.run(run_id))}
         if with_steps:
             report = {**report, "step_details": [dict(step=s.step, **(s.details or {})) for s in store.steps(run_id)]}
         click.echo(json.dumps(report, ensure_ascii=False))
