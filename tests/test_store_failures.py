@@ -212,3 +212,12 @@ def test_an_import_counts_its_own_cases_while_another_process_writes(tmp_path, m
     holder.communicate(timeout=60)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["4 cases in 1 file(s): 4 new, 0 already stored"]
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "cases", interrupted)
+    result = CliRunner().invoke(main, ["cases", "list", "--db", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert result.exit_code == 130 and result.output == "interrupted\n"

@@ -24,11 +24,12 @@ with loading():
 
 
 class _Commands(click.Group):
-    """The command group; an error a command leaves unmapped (opening the store, say) still becomes one line."""
+    """The command group; an error a command leaves unmapped (opening the store, say) still becomes one line, and
+    Ctrl-C in any command is "interrupted" and exit 130 (not click's "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> object:
         route_dependency_warnings()
-        with user_errors():
+        with loading(), user_errors():
             return super().invoke(ctx)
 
 
