@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from promptopt.chat_messages import hash_form, message_text, normalize_context
+
 NO_TOOL = "none"
 """The routing choice that means "answer without calling a tool"."""
 
@@ -50,31 +52,37 @@ def choice_text(call: ToolCall, error: str = "") -> str:
 class Case:
     """One recorded interaction: what the user said, what should have happened and what did happen.
 
-    `label` is `bad` when production got it wrong and `good` when it got it right and must stay right.
+    `label` is `bad` when production got it wrong and `good` when it got it right and must stay right. `context` is
+    kept as OpenAI chat messages an endpoint accepts (`chat_messages.normalize_context`), whatever form it came in.
     """
 
     query: str
     expected: ToolCall
-    context: tuple[dict[str, str], ...] = ()
+    context: tuple[dict[str, Any], ...] = ()
     actual: ToolCall | None = None
     label: str = "bad"
     tags: tuple[str, ...] = ()
     source: str = ""
     id: int | None = None
 
-    def messages(self) -> list[dict[str, str]]:
+    def __post_init__(self) -> None:
+        """Keep the context in the one form every endpoint accepts, however the case was built or stored."""
+        object.__setattr__(self, "context", normalize_context(self.context))
+
+    def messages(self) -> list[dict[str, Any]]:
         """The conversation as chat messages: the context, then the query as the last user turn."""
         return [*map(dict, self.context), {"role": "user", "content": self.query}]
 
     def transcript(self) -> str:
         """The conversation as `role: text` lines ending with the query, as optimizer models read cases."""
-        lines = [f"{m['role']}: {m.get('content') or ''}" for m in self.context]
+        lines = [f"{m['role']}: {message_text(m)}" for m in self.context]
         return "\n".join([*lines, f"user: {self.query}"])
 
     def content_hash(self) -> str:
-        """Hash of what makes a case the same case, used to dedupe re-imports."""
+        """Hash of what makes a case the same case, used to dedupe re-imports: the context as `hash_form` sees it,
+        so a case stored before contexts were normalised and the same case imported now are one case."""
         payload = json.dumps(
-            {"query": self.query, "context": list(self.context), "expected": self.expected.to_json()},
+            {"query": self.query, "context": hash_form(self.context), "expected": self.expected.to_json()},
             sort_keys=True,
             ensure_ascii=False,
         )

@@ -13,8 +13,8 @@ PACKAGE_DIR = PYPROJECT["tool"]["setuptools"]["package-dir"]
 
 FLOORS = (
     ("vocabulary", ("promptopt.case", "promptopt.markup", "promptopt.statistics", "promptopt.progress",
-                    "promptopt.chat_request", "promptopt.config", "promptopt.plugins", "promptopt.datasets",
-                    "promptopt.run_settings", "promptopt.strict_json", "promptopt.case_selection")),
+                    "promptopt.chat_request", "promptopt.chat_messages", "promptopt.config", "promptopt.plugins",
+                    "promptopt.datasets", "promptopt.run_settings", "promptopt.strict_json", "promptopt.case_selection")),
     ("models", ("promptopt.models",)),
     ("tasks and evaluators", ("promptopt.tasks", "promptopt.evaluators")),
     ("store", ("promptopt.runs",)),
