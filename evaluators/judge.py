@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import Case, ToolCall
+from promptopt.chat_messages import message_text
 from promptopt.evaluators.base import Score
 from promptopt.models.base import ModelBackend
 
@@ -95,7 +96,7 @@ class JudgeEvaluator:
 
     def messages(self, case: Case, output: ToolCall) -> list[dict[str, str]]:
         """The judge's request for one case."""
-        conversation = "\n".join(f"{m['role']}: {m['content']}" for m in case.messages())
+        conversation = "\n".join(f"{m['role']}: {message_text(m)}" for m in case.messages())
         return [{"role": "system", "content": JUDGE_INSTRUCTIONS.format(rubric=self.rubric)},
                 {"role": "user", "content": f"Conversation:\n{conversation}\n\nExpected: {describe(case.expected)}\n"
                                             f"Assistant's output: {describe(output)}"}]

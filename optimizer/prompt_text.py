@@ -7,6 +7,7 @@ import re
 from typing import Sequence
 
 from promptopt.case import NO_TOOL, Case
+from promptopt.chat_messages import message_text
 
 PROMPT_TAGS = ("<PROMPT>", "</PROMPT>")
 EXAMPLES_HEADER = "## Examples"
@@ -43,7 +44,7 @@ def render_demo(case: Case) -> str:
     user's request, then the assistant's reply as the tool call it makes (`{"name": ..., "arguments": ...}`, the
     JSON a tool-calling model writes) or a note that it answers directly. A model copies the format of its
     examples: `tool: request` lines moved the default embedded model by half as much as these."""
-    lines = [f"{turn['role'].capitalize()}: {_clipped(turn['content'])}"
+    lines = [f"{turn['role'].capitalize()}: {_clipped(message_text(turn))}"
              for turn in case.context[-DEMO_CONTEXT_MESSAGES:] if turn.get("role") in ("user", "assistant")]
     if case.expected.name == NO_TOOL:
         reply = NO_TOOL_REPLY

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from promptopt.case import LABELS, NO_TOOL, Case, ToolCall
+from promptopt.chat_messages import context_problems
 from promptopt.strict_json import loads, unstorable
 
 MAX_QUERY_CHARS = 8_000
@@ -22,7 +23,6 @@ MAX_CONTEXT_CHARS = 32_000
 """The most characters a case's context messages may hold together."""
 
 MAX_REPORTED = 20
-ROLES = ("system", "user", "assistant", "tool")
 CSV_COLUMNS = ("query", "context", "expected_tool", "expected_arguments", "actual_tool", "actual_arguments",
                "label", "tags", "source", "expected_text")
 CASE_FIELDS = ("query", "context", "expected", "actual", "label", "tags", "source")
@@ -226,10 +226,8 @@ class CaseValidator:
         if not isinstance(query, str) or not query.strip():
             problem("query", "missing" if query is None else "must be a non-empty string")
         context = data.get("context") or []
-        if not isinstance(context, list) or not all(
-            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in context
-        ):
-            problem("context", 'must be a list of {"role": "user"|"assistant", "content": "..."} messages')
+        for field, message in context_problems(context):
+            problem(field, message)
         expected = self._tool_call(data.get("expected"), "expected", problem, required=True)
         actual = self._tool_call(data.get("actual"), "actual", problem, required=False)
         label = data.get("label")

@@ -1,8 +1,9 @@
 """Read production logs (OpenAI chat-completions JSON Lines, ShareGPT) into the `Case` records case files give.
 
-Each assistant reply to a user message is a turn: that message is the query, the messages before it the context,
-and production's call the `actual`. A turn becomes a case once it has an expected output (a correction in the log
-or a row of a labels CSV); the others come back as unlabelled. Every problem is reported with file and line, and
+Each assistant reply to a user message is a turn: that message is the query, the messages before it the context
+(as OpenAI messages an endpoint accepts: earlier calls as `tool_calls`, their results as `tool` messages answering
+them, `chat_messages.normalize_context`), and production's call the `actual`. A turn becomes a case once it has
+an expected output (a correction in the log or a row of a labels CSV); the others come back as unlabelled. Every problem is reported with file and line, and
 any problem means no cases at all, as for case files (README: "Production logs").
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from promptopt.case import NO_TOOL, Case
+from promptopt.chat_messages import arguments_text, normalize_context
 from promptopt.runs.case_import import (
     CaseFileError,
     CaseValidator,
@@ -41,20 +43,33 @@ Report = Callable[[str | None, str], None]
 
 @dataclass(frozen=True)
 class Message:
-    """One log message, normalised: where it is in the record, its role and text, and a tool call it made."""
+    """One log message, read: where it is in the record, its role and text, the tool calls it made
+    (`{"tool", "arguments"}`) with the log's ids for them, and for a tool result the id of the call it answers."""
 
     where: str
     role: str
     content: str
-    call: dict[str, Any] | None = None
+    calls: tuple[dict[str, Any], ...] = ()
     expected: Any = None
+    call_ids: tuple[str | None, ...] = ()
+    answers: str | None = None
 
-    def as_context(self) -> dict[str, str]:
-        """The message as case context: role and text; a tool call without text is written out as its text."""
-        if self.call is None or self.content:
+    @property
+    def call(self) -> dict[str, Any] | None:
+        """The first call the message made (production's routing choice), if any."""
+        return self.calls[0] if self.calls else None
+
+    def as_context(self) -> dict[str, Any]:
+        """The message as an OpenAI chat message (ids the log lacks are made up when the context is normalised)."""
+        if self.role == "tool":
+            return {"role": "tool", "content": self.content, **({"tool_call_id": self.answers} if self.answers else {})}
+        if not self.calls:
             return {"role": self.role, "content": self.content}
-        arguments = json.dumps(self.call["arguments"], ensure_ascii=False)
-        return {"role": self.role, "content": f"{self.call['tool']}({arguments})"}
+        ids = self.call_ids or (None,) * len(self.calls)
+        return {"role": self.role, "content": self.content or None, "tool_calls": [
+            {**({"id": given} if given else {}), "type": "function",
+             "function": {"name": call["tool"], "arguments": arguments_text(call["arguments"])}}
+            for call, given in zip(self.calls, ids)]}
 
 
 @dataclass(frozen=True)
@@ -64,7 +79,7 @@ class Turn:
     record: int
     number: int
     query: str
-    context: tuple[dict[str, str], ...]
+    context: tuple[dict[str, Any], ...]
     actual: dict[str, Any]
     expected: Any = None
     expected_where: str = "expected"
@@ -207,15 +222,19 @@ def _openai_message(where: str, message: Any, report: Report) -> Message | None:
     if content is not None and not isinstance(content, str):
         report(f"{where}.content", "must be a string, a list of parts or null")
         return None
-    call = None
-    calls = message.get("tool_calls") or ([{"function": message["function_call"]}]
+    given = message.get("tool_calls") or ([{"function": message["function_call"]}]
                                           if message.get("function_call") else [])
-    if calls:
-        first = calls[0].get("function") if isinstance(calls[0], dict) else None
-        call = _call(first, f"{where}.tool_calls[0].function", report)
-        if call is None:
-            return None
-    return Message(where, OPENAI_ROLES[message["role"]], content or "", call, message.get("expected"))
+    if not isinstance(given, list):
+        report(f"{where}.tool_calls", "must be a list of tool calls")
+        return None
+    calls = [_call(c.get("function") if isinstance(c, dict) else None, f"{where}.tool_calls[{i}].function", report)
+             for i, c in enumerate(given)]
+    if any(call is None for call in calls):
+        return None
+    ids = tuple(c.get("id") if isinstance(c.get("id"), str) else None for c in given)
+    answers = message.get("tool_call_id")
+    return Message(where, OPENAI_ROLES[message["role"]], content or "", tuple(calls), message.get("expected"), ids,
+                   answers if isinstance(answers, str) else None)
 
 
 def _sharegpt_messages(data: Any, report: Report) -> list[Message]:
@@ -245,11 +264,11 @@ def _sharegpt_message(where: str, turn: Any, report: Report) -> Message | None:
                 report(f"{where}.value", f"invalid JSON in a function call: {error.msg}")
                 return None
         call = _call(value, f"{where}.value", report)
-        return None if call is None else Message(where, "assistant", "", call, turn.get("expected"))
+        return None if call is None else Message(where, "assistant", "", (call,), turn.get("expected"))
     if not isinstance(value, str):
         report(f"{where}.value", "must be a string")
         return None
-    return Message(where, SHAREGPT_ROLES[turn["from"]], value, None, turn.get("expected"))
+    return Message(where, SHAREGPT_ROLES[turn["from"]], value, (), turn.get("expected"))
 
 
 def _call(function: Any, where: str, report: Report) -> dict[str, Any] | None:
@@ -281,7 +300,7 @@ def _record_turns(line: int, messages: list[Message], correction: Any, report: R
             if message.expected is not None:
                 report(f"{message.where}.expected", "only an assistant reply to a user message can be corrected")
             continue
-        context = tuple(m.as_context() for m in messages[: index - 1] if m.role != "system")
+        context = normalize_context(m.as_context() for m in messages[: index - 1] if m.role != "system")
         actual = message.call or {"tool": None, "arguments": {}}
         turns.append(Turn(line, len(turns) + 1, messages[index - 1].content, context, actual, message.expected,
                           f"{message.where}.expected"))

@@ -97,7 +97,8 @@ def test_openai_turns_become_cases_with_context_and_production_call(openai_log, 
     assert second.actual.name == "recommend_products"
     assert second.actual.arguments == {"category": "水果", "need": "第二个"}
     assert [m["role"] for m in second.context] == ["user", "assistant", "tool", "assistant"]
-    assert second.context[1]["content"] == 'recommend_products({"category": "水果"})'
+    assert second.context[1]["tool_calls"] == [tool_call("recommend_products", {"category": "水果"})]
+    assert second.context[2]["tool_call_id"] == "call_1"
     assert parsed.lines == [1, 1] and second.tags == ("openai",)
     assert [(t.record, t.number, t.actual["tool"]) for t in parsed.unlabelled] == [(2, 1, None),
                                                                                   (3, 1, "get_order_status")]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from promptopt.case import Case
+from promptopt.chat_messages import message_text
 from promptopt.markup import protected_regions
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
@@ -142,7 +143,7 @@ class OproStrategy(StrategyBase):
             for case in examples:
                 lines = []
                 if case.context:
-                    history = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in case.context)
+                    history = "\n".join(f"{m['role']}: {message_text(m)}" for m in case.context)
                     lines.append(text["context"].format(context=history))
                 lines.append(text["request"].format(query=case.query, tool=case.expected.name))
                 parts.append("\n".join(lines))

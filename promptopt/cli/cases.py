@@ -10,6 +10,7 @@ import click
 
 from promptopt.case import LABELS, NO_TOOL
 from promptopt.case_selection import CaseSelection
+from promptopt.chat_messages import message_text
 from promptopt.cli.shared import db_option, progress_options, user_errors
 from promptopt.runs.case_export import EXPORT_FORMATS, case_record, export_format, write_cases, write_cases_to
 from promptopt.runs.log_import import FORMATS as LOG_FORMATS
@@ -134,7 +135,7 @@ def _show_turn(turn: Turn) -> None:
     """Print one turn as the labeller needs it: where it is, the conversation so far and production's call."""
     click.echo(f"\n--- line {turn.record}, turn {turn.number}")
     for message in turn.context:
-        click.echo(f"  {message['role']}: {message['content']}")
+        click.echo(f"  {message['role']}: {message_text(message)}")
     click.echo(f"  user: {turn.query}")
     arguments = json.dumps(turn.actual["arguments"], ensure_ascii=False)
     click.echo(f"  production called: {turn.actual['tool'] or NO_TOOL} {arguments}")
