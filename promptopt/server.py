@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Protocol
 
+from promptopt.chat_messages import message_text
 from promptopt.chat_request import DEFAULT_MAX_BODY, ChatRequestError, parse_request, read_body
 
 FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed")
@@ -75,11 +76,11 @@ class EmbeddedResponder:
         self.check_arguments = check_arguments
 
     def respond(self, request: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
-        messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in request.get("messages", [])]
+        messages = [_served(m) for m in request.get("messages", [])]
         tools = request.get("tools") or []
         if tools and request.get("tool_choice") != "none":
             system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-            conversation = [m for m in messages if m["role"] in ("user", "assistant")]
+            conversation = [m for m in messages if m["role"] != "system"]
             routed = self.model.route(system, tools, [conversation], self.check_arguments)[0]
             if routed.call.name != "none":
                 call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
@@ -93,11 +94,25 @@ class EmbeddedResponder:
         return {"role": "assistant", "content": text}, record.tokens_in, record.tokens_out
 
 
-def _text(content: Any) -> str:
-    """Message content as text: strings as they are, content-part lists joined."""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
+def _served(message: dict[str, Any]) -> dict[str, Any]:
+    """A request message as the embedded model reads it: `developer` as `system`, content as text (content-part
+    lists joined), tool calls and the ids of tool results kept for its chat template."""
+    role = "system" if message["role"] == "developer" else message["role"]
+    served = {"role": role, "content": message_text({"content": message.get("content")})}
+    return {**served, **{k: message[k] for k in ("tool_calls", "tool_call_id") if k in message}}
+
+
+def _choices(responder: Responder, request: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+    """The request's `n` choices (default 1), each the responder's answer to it (choice i > 0 asks with seed + i,
+    so sampled choices differ); the prompt counted once, the completions summed, as OpenAI counts them."""
+    choices, tokens_in, tokens_out = [], 0, 0
+    for index in range(int(request.get("n") or 1)):
+        asked = request if index == 0 else {**request, "seed": int(request.get("seed") or 0) + index}
+        message, tokens_in, completion = responder.respond(asked)
+        tokens_out += completion
+        choices.append({"index": index, "message": message,
+                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"})
+    return choices, tokens_in, tokens_out
 
 
 def client_gone(connection: socket.socket) -> bool:
@@ -240,18 +255,18 @@ class ChatServer:
                 if fault == "stall":
                     time.sleep(server.faults.stall_s)
                 try:
-                    message, tokens_in, tokens_out = server.responder.respond(request)
+                    choices, tokens_in, tokens_out = _choices(server.responder, request)
                 except ValueError as error:  # the request asks for something the responder cannot do
-                    self._json(400, {"error": {"message": str(error), "type": "invalid_request_error"}})
+                    refusal = error if isinstance(error, ChatRequestError) else ChatRequestError(400, str(error))
+                    self._json(refusal.status, refusal.body())
                     return
                 except Exception as error:  # the responder's failure is the client's 500, not a dead server
-                    self._json(500, {"error": {"message": f"{type(error).__name__}: {error}", "type": "server_error"}})
+                    self._json(500, {"error": {"message": f"{type(error).__name__}: {error}", "type": "server_error",
+                                               "param": None, "code": None}})
                     return
                 body = {
                     "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
-                    "created": int(time.time()), "model": request["model"],
-                    "choices": [{"index": 0, "message": message,
-                                 "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
+                    "created": int(time.time()), "model": request["model"], "choices": choices,
                     "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                               "total_tokens": tokens_in + tokens_out},
                 }

@@ -56,11 +56,11 @@ def raw_exchange(server: ChatServer, head: str) -> str:
 @pytest.mark.parametrize("body, status, words", [
     (b"[1, 2]", 400, "must be a JSON object"),
     (b"{not json", 400, "not JSON"),
-    (json.dumps({**GOOD, "messages": "hi"}).encode(), 400, "messages must be a non-empty list"),
+    (json.dumps({**GOOD, "messages": "hi"}).encode(), 400, "messages: must be a non-empty list"),
     (json.dumps({**GOOD, "messages": [{"role": "wizard", "content": "x"}]}).encode(), 400, "messages[0]"),
     (json.dumps({**GOOD, "tools": [{"type": "function"}]}).encode(), 400, "tools[0]"),
-    (json.dumps({**GOOD, "tools": "oops"}).encode(), 400, "tools must be a list"),
-    (json.dumps({**GOOD, "temperature": "hot"}).encode(), 400, "temperature must be a number"),
+    (json.dumps({**GOOD, "tools": "oops"}).encode(), 400, "tools: must be a list"),
+    (json.dumps({**GOOD, "temperature": "hot"}).encode(), 400, "temperature: must be a number"),
     (json.dumps({**GOOD, "model": "gpt-4o"}).encode(), 404, "'gpt-4o' is not served here"),
     (json.dumps({k: v for k, v in GOOD.items() if k != "model"}).encode(), 400, "model is required"),
 ])
