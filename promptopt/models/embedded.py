@@ -22,13 +22,18 @@ import numpy as np
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
 from promptopt.models.embedded_weights import WeightsSource, require_embedded_libraries, weights_source
-from promptopt.models.native_routing import (calibrate_gate, call_branches, decide, distinguishing_prefixes,
-                                             routing_tools)
+from promptopt.models.native_routing import (
+    calibrate_gate,
+    call_branches,
+    decide,
+    distinguishing_prefixes,
+    routing_tools,
+)
 from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import Cached, ResponseCache
 from promptopt.models.settings import ModelSettings
-from promptopt.models.tool_text import parse_json_object, render_tool_section, tool_names
+from promptopt.models.tool_text import parse_json_object, render_tool_section, template_messages, tool_names
 
 END_OF_TURN = "<|im_end|>"
 CHANNEL_TAG = "{choice}: "
@@ -74,6 +79,12 @@ class EmbeddedModel:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _template(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chat messages as this model's template takes them: earlier calls as its own tool-call turns where the
+        template writes them (Qwen2.5's), else as text."""
+        native = "tool_calls" in str(getattr(self.tokenizer, "chat_template", "") or "")
+        return template_messages(messages, native)
+
     def _system_text(self, system_prompt: str, tools: Sequence[dict[str, Any]] | None = None) -> str:
         """The system turn as the chat template renders it (with the tool list when `tools` are given)."""
         return self.tokenizer.apply_chat_template([{"role": "system", "content": system_prompt}], tools=tools,
@@ -84,7 +95,7 @@ class EmbeddedModel:
         """The conversation rendered after the system turn, ending with the assistant's turn opener."""
         prefix = self._system_text(system_prompt, tools)
         full = self.tokenizer.apply_chat_template(
-            [{"role": "system", "content": system_prompt}, *conversation], tools=tools, tokenize=False,
+            [{"role": "system", "content": system_prompt}, *self._template(conversation)], tools=tools, tokenize=False,
             add_generation_prompt=True
         )
         if not full.startswith(prefix):
@@ -350,7 +361,8 @@ class EmbeddedModel:
         with self._lock:
             self._load()
             torch.manual_seed(seed)
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + opener
+            text = self.tokenizer.apply_chat_template(self._template(messages), tokenize=False,
+                                                      add_generation_prompt=True) + opener
             ids = torch.tensor([self._encode(text)])
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
