@@ -48,6 +48,7 @@ class Scorer:
         self.progress = progress or (lambda message: None)
         self._cache: dict[tuple[str, int], CaseResult] = {}
         self._stored: set[tuple[int, int]] = set()
+        self._notices: list[str] = []
 
     def score(self, candidate_id: int, prompt: str, cases: Sequence[Case], label: str = "",
               charge: bool = True) -> dict[int, CaseResult]:
@@ -80,6 +81,7 @@ class Scorer:
         for index, chunk in enumerate(chunks):
             started = time.monotonic()
             routed = pending.pop(0).result()
+            self._announce(routed)
             if index + 2 < len(chunks):
                 pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
             calls = [r.record for r in routed] + self._record(prompt, chunk, routed, label)
@@ -93,6 +95,18 @@ class Scorer:
                          sum(c.cache_hit for c in calls), sum(bool(c.error) for c in calls),
                          sum(c.tokens_in for c in calls), sum(c.tokens_out for c in calls),
                          time.monotonic() - started)
+
+    def _announce(self, routed: Sequence[Routed]) -> None:
+        """Say each backend notice (a switch of tool protocol) as it comes, and keep it for the run's steps."""
+        for answer in routed:
+            if answer.notice:
+                self.progress(answer.notice)
+                self._notices.append(answer.notice)
+
+    def take_notices(self) -> list[str]:
+        """The backend notices said since the last call, for the step being stored (then forgotten)."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> list[CallRecord]:
         """Evaluate a chunk's answers into the cache (in one batch where the evaluator can); a failed call is a

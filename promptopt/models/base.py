@@ -37,11 +37,13 @@ class CallRecord:
 @dataclass(frozen=True)
 class Routed:
     """A backend's routing answer for one conversation, with the call that produced it; `error` is set when the
-    call failed after its last retry (the answer is then `none` and must not count as the model's choice)."""
+    call failed after its last retry (the answer is then `none` and must not count as the model's choice), and
+    `notice` when the backend changed how it asks from this call on (said once, and stored with the run)."""
 
     call: ToolCall
     record: CallRecord
     error: str = ""
+    notice: str = ""
 
 
 @dataclass(frozen=True)

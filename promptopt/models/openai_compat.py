@@ -10,7 +10,9 @@ failed, the error. A failed call never raises out of `route`: that conversation 
 Routing uses native tool calling (`tools=` with the task's schemas; no call means `none`). Endpoints without
 tool calling get the text protocol instead (`TEXT_PROTOCOL`): the tool list is appended to the system prompt
 and the reply's first word names the tool, followed by optional JSON arguments. With `tool_protocol="auto"`,
-the first 400 answer to a request carrying `tools` switches the backend to the text protocol for good.
+the first refusal of a request carrying `tools` that says the endpoint has no tool calling (`tool_support`)
+switches the backend to the text protocol for good, and the conversation it came with carries a one-line notice
+of it; a 400 about the request itself (a message, a schema) is that call's failure and switches nothing.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
 
 from promptopt.case import NO_TOOL, ToolCall
@@ -28,6 +30,7 @@ from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy, is_retryable, status_code
 from promptopt.models.settings import ModelSettings
+from promptopt.models.tool_support import tool_calling_refusal
 from promptopt.models.tool_text import parse_json_object, tool_names
 
 T = TypeVar("T")
@@ -58,11 +61,14 @@ class Endpoint:
 
 @dataclass
 class Reply:
-    """One chat completion (or its failure) with its accounting."""
+    """One chat completion (or its failure) with its accounting; `tools_refused` holds the endpoint's words when
+    the failure says it has no tool calling, and `notice` a line to show once (the switch of protocol)."""
 
     message: dict[str, Any]
     record: CallRecord
     error: str = ""
+    tools_refused: str = ""
+    notice: str = ""
 
 
 class _LoopThread:
@@ -112,7 +118,7 @@ class OpenAICompatibleModel:
             call = ToolCall(NO_TOOL) if reply.error else self._tool_call(reply.message, names)
             if not check_arguments:
                 call = ToolCall(call.name, text=call.text)
-            routed.append(Routed(call=call, record=reply.record, error=reply.error))
+            routed.append(Routed(call=call, record=reply.record, error=reply.error, notice=reply.notice))
         return routed
 
     def generate(self, messages: list[dict[str, str]], temperature: float = 0.0, max_tokens: int = 256,
@@ -163,16 +169,27 @@ class OpenAICompatibleModel:
         return request
 
     async def _route_one(self, system_prompt: str, tools: Sequence[dict[str, Any]],
-                         conversation: list[dict[str, str]]) -> Reply:
+                         conversation: list[dict[str, Any]]) -> Reply:
+        notice = ""
         if self.tool_protocol != "text":
             messages = [{"role": "system", "content": system_prompt}, *conversation]
             reply = await self._chat(self._request(messages, 0.0, 256, tools=tools), "task")
-            if not (self.tool_protocol == "auto" and reply.record.status == 400):
+            if self.tool_protocol == "native" or not reply.tools_refused:
                 return reply
-            self.tool_protocol = "text"
+            notice = self._switch_to_text(reply.tools_refused)
         system = f"{system_prompt}\n\n{render_text_protocol(tools)}"
-        return await self._chat(self._request([{"role": "system", "content": system}, *conversation], 0.0, 256),
-                                "task")
+        reply = await self._chat(self._request([{"role": "system", "content": system}, *conversation], 0.0, 256),
+                                 "task")
+        return replace(reply, notice=notice)
+
+    def _switch_to_text(self, refusal: str) -> str:
+        """Route with the text protocol from now on; the line saying so, for the first caller only (calls in
+        flight together may all meet the refusal)."""
+        if self.tool_protocol == "text":
+            return ""
+        self.tool_protocol = "text"
+        return (f"task model {self.name}: the endpoint has no tool calling ({refusal.splitlines()[0][:200]}); "
+                "routing with the text protocol (tools listed in the system prompt) for the rest of this run")
 
     @staticmethod
     def _tool_call(message: dict[str, Any], names: set[str]) -> ToolCall:
@@ -212,7 +229,8 @@ class OpenAICompatibleModel:
                         record = CallRecord(role=role, model=self.name, tokens_in=0, tokens_out=0, latency_s=latency,
                                             attempts=attempt, error=_describe(failure, self.endpoint.api_key),
                                             status=status_code(failure) or 0)
-                        return Reply(message={}, record=record, error=record.error)
+                        return Reply(message={}, record=record, error=record.error,
+                                     tools_refused=tool_calling_refusal(failure))
                     await asyncio.sleep(self.retry.delay(attempt, failure, self._rng))
         usage = body.get("usage") or {}
         tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
