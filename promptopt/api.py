@@ -20,7 +20,7 @@ from promptopt.optimizer.loop import RunConfig, run_optimization
 from promptopt.optimizer.splits import require_every_split, split_cases
 from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
-from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, jsonl_records
+from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, json_records
 from promptopt.runs.log_import import ParsedFile, read_source
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import ImportResult, Store
@@ -86,7 +86,7 @@ def _refuse_unstorable_cases(files: Sequence[ParsedFile]) -> None:
 def _record_lines(path: str | Path) -> list[int]:
     """The line of each record of a case file `read_cases` accepted (one case per record, numbered as it does)."""
     text = Path(path).read_bytes().decode("utf-8-sig")
-    records = csv_rows(str(path), text)[1] if Path(path).suffix.lower() == ".csv" else jsonl_records(str(path), text)
+    records = csv_rows(str(path), text)[1] if Path(path).suffix.lower() == ".csv" else json_records(str(path), text)
     return [record[0] for record in records if not isinstance(record, Problem)]
 
 

@@ -59,7 +59,7 @@ def read_cases(path: str | Path, tools: Sequence[dict[str, Any]]) -> list[Case]:
     path = Path(path)
     name = str(path)
     text = read_text(path)
-    records = _csv_records(name, text) if path.suffix.lower() == ".csv" else jsonl_records(name, text)
+    records = _csv_records(name, text) if path.suffix.lower() == ".csv" else json_records(name, text)
     problems = [p for p in records if isinstance(p, Problem)]
     cases: list[Case] = []
     validator = CaseValidator(tools)
@@ -90,6 +90,33 @@ def read_text(path: str | Path) -> str:
         line = raw[: error.start].count(b"\n") + 1
         raise CaseFileError([Problem(name, line, None, f"not UTF-8 text (byte 0x{raw[error.start]:02x}); "
                                                         "save the file as UTF-8")]) from None
+
+
+def json_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:
+    """The records of a JSON Lines text, or of a JSON array (as ShareGPT exports come): (line, value) each, the
+    line where the record starts, or a Problem naming the bad line."""
+    if not text.lstrip().startswith("["):
+        return jsonl_records(name, text)
+    try:
+        values = loads(text)
+    except json.JSONDecodeError as error:
+        return [Problem(name, error.lineno, None, f"invalid JSON: {error.msg} (column {error.colno})")]
+    return list(zip(_element_lines(text), values))
+
+
+def _element_lines(text: str) -> list[int]:
+    """The line on which each element of the JSON array `text` (already known to be valid) starts."""
+    decoder, lines = json.JSONDecoder(), []
+    index, line, counted = text.index("[") + 1, 1, 0
+    while True:
+        while text[index] in " \t\r\n,":
+            index += 1
+        if text[index] == "]":
+            return lines
+        line += text.count("\n", counted, index)
+        counted = index
+        lines.append(line)
+        index = decoder.raw_decode(text, index)[1]
 
 
 def jsonl_records(name: str, text: str) -> list[tuple[int, Any] | Problem]:

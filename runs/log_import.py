@@ -21,7 +21,7 @@ from promptopt.runs.case_import import (
     CaseValidator,
     Problem,
     csv_rows,
-    jsonl_records,
+    json_records,
     read_cases,
     read_text,
 )
@@ -110,7 +110,7 @@ def resolve_format(path: str | Path, fmt: str = "auto") -> str:
         return fmt
     if Path(path).suffix.lower() == ".csv":
         return "cases"
-    records = [r for r in jsonl_records(str(path), read_text(path)) if not isinstance(r, Problem)]
+    records = [r for r in json_records(str(path), read_text(path)) if not isinstance(r, Problem)]
     first = records[0][1] if records else None
     if isinstance(first, dict) and "conversations" in first:
         return "sharegpt"
@@ -155,7 +155,7 @@ def read_log(path: str | Path, tools: Sequence[dict[str, Any]], kind: str,
 def log_turns(path: str | Path, kind: str) -> tuple[list[Turn], list[Problem]]:
     """Every turn of an `openai` or `sharegpt` log, and the problems of its records (file and line)."""
     name = str(path)
-    records = jsonl_records(name, read_text(path))
+    records = json_records(name, read_text(path))
     problems = [r for r in records if isinstance(r, Problem)]
     turns: list[Turn] = []
     for record in records:

@@ -114,6 +114,20 @@ def test_sharegpt_function_calls_and_observations(sharegpt_log, task, store):
     assert store.count_cases() == 2
 
 
+def test_sharegpt_as_a_json_array_reads_as_its_json_lines(sharegpt_log, tmp_path, task):
+    """ShareGPT exports are usually one JSON array, not JSON Lines: both read as the same cases."""
+    array = tmp_path / "sharegpt.json"
+    array.write_text(json.dumps(sharegpt_records() * 2, ensure_ascii=False, indent=2), encoding="utf-8")
+    from_lines = read_source(sharegpt_log, task.tools)
+    from_array = read_source(array, task.tools)
+    assert [c.content_hash() for c in from_array.cases] == [c.content_hash() for c in from_lines.cases] * 2
+    assert from_array.lines[0] == 2 and from_array.lines[2] > from_array.lines[0]  # where each record starts
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n {"conversations": []},\n {"conversations": [}\n]', encoding="utf-8")
+    with pytest.raises(CaseFileError, match=r"broken.json:3: invalid JSON"):
+        read_source(broken, task.tools, "sharegpt")
+
+
 def test_labels_csv_and_template_round_trip(openai_log, tmp_path):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     template = tmp_path / "todo.csv"
