@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from promptopt.case import Case, ToolCall
@@ -36,6 +36,8 @@ class CaseResult:
     error: str = ""
     scores: dict[str, float] | None = None
     """Each component evaluator's value, by name (a single evaluator: its own name)."""
+    seconds: float = field(default=0.0, compare=False)
+    """How long the case's model call took (0 when the response cache answered); not part of the result."""
 
 
 class Scorer:
@@ -116,12 +118,13 @@ class Scorer:
         for (case, answer), score in zip(answered, scores):
             self._cache[(prompt, case.id)] = CaseResult(case.id, answer.call, score.value, score.passed,
                                                         score.feedback,
-                                                        scores=dict(score.parts or {self.evaluator.name: score.value}))
+                                                        scores=dict(score.parts or {self.evaluator.name: score.value}),
+                                                        seconds=answer.record.latency_s)
         for case, answer in zip(chunk, routed):
             if answer.error:
                 self._cache[(prompt, case.id)] = CaseResult(
                     case.id, answer.call, 0.0, False, f"model call failed: {answer.error}", answer.error,
-                    scores={name: 0.0 for name in component_names(self.evaluator)})
+                    scores={name: 0.0 for name in component_names(self.evaluator)}, seconds=answer.record.latency_s)
         failed = [answer.error for answer in routed if answer.error]
         if failed:
             self.progress(f"{label}: {len(failed)} model call(s) failed after retries; counted as wrong, "

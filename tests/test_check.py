@@ -140,6 +140,8 @@ def test_junit_xml_fails_only_the_regressions(check, prompts, case_file, tmp_pat
     assert all(f.get("message") not in (f.text or "") for f in failures)  # said once, not twice
     still_wrong = [case.find("system-out").text for case in testcases if case.find("system-out") is not None]
     assert len(still_wrong) == 4 and all(text.startswith("still wrong (a bad case") for text in still_wrong)
+    times = [float(case.get("time")) for case in testcases]  # each case's model call, as CI dashboards show
+    assert all(t >= 0 for t in times) and sum(times[:-1]) > 0 and float(suite.get("time")) > 0
     assert testcases[-1].get("name") == "thresholds"
     passing = tmp_path / "passing.xml"
     assert check(prompts["seed"], "--junit", str(passing)).exit_code == 0

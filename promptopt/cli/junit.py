@@ -19,8 +19,9 @@ def junit_tree(result: CheckResult) -> ET.ElementTree:
     errors = sum(1 for o in result.outcomes if o.result.error)
     failures = sum(1 for o in result.outcomes if o.broken and not o.result.error) + (not result.passed)
     root = ET.Element("testsuites")
+    seconds = sum(o.result.seconds for o in result.outcomes)
     suite = ET.SubElement(root, "testsuite", name=SUITE, tests=str(len(result.outcomes) + 1),
-                          failures=str(failures), errors=str(errors), skipped="0")
+                          failures=str(failures), errors=str(errors), skipped="0", time=f"{seconds:.3f}")
     properties = ET.SubElement(suite, "properties")
     minimum = result.thresholds.min_accuracy
     for name, value in (("run_id", result.run_id), ("accuracy", f"{result.accuracy:.4f}"),
@@ -29,7 +30,7 @@ def junit_tree(result: CheckResult) -> ET.ElementTree:
         ET.SubElement(properties, "property", name=name, value=value)
     for outcome in result.outcomes:
         _add_case(suite, outcome)
-    summary = ET.SubElement(suite, "testcase", classname=CLASS, name="thresholds")
+    summary = ET.SubElement(suite, "testcase", classname=CLASS, name="thresholds", time="0")
     if not result.passed:
         ET.SubElement(summary, "failure", message=result.verdict, type="threshold")
     ET.indent(root)
@@ -40,7 +41,8 @@ def _add_case(suite: ET.Element, outcome: CaseOutcome) -> None:
     """A case's `<testcase>`: named by id and query, classed by label; why it failed when it did."""
     case, result = outcome.case, outcome.result
     query = " ".join(case.query.split())[:80]
-    element = ET.SubElement(suite, "testcase", classname=f"{CLASS}.{case.label}", name=f"case {case.id}: {query}")
+    element = ET.SubElement(suite, "testcase", classname=f"{CLASS}.{case.label}", name=f"case {case.id}: {query}",
+                            time=f"{result.seconds:.3f}")  # the model call's, 0 when the cache answered
     if outcome.passed:
         return
     expected, chosen = choice_text(case.expected), choice_text(result.output, result.error)
