@@ -1,0 +1,103 @@
+"""`promptopt serve`'s limits, seen over real HTTP with scripted responders: a client that left while queued
+frees its place at once (its work is never done), a request waits in the queue only so long, an idle connection
+is closed, `max_tokens` is capped with OpenAI's 400, and a reply cut at its token limit says `length`."""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+
+import openai
+import pytest
+
+from promptopt.server import ChatServer
+
+GOOD = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
+
+
+class Slow:
+    """Answers after `seconds`; counts the requests it worked on."""
+
+    model_name = "scripted"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    def respond(self, request):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return {"role": "assistant", "content": "ok"}, 3, 1
+
+
+class Wordy:
+    """Writes as many tokens as the request allows (or 5 when it names no limit)."""
+
+    model_name = "scripted"
+
+    def respond(self, request):
+        tokens = request.get("max_completion_tokens") or request.get("max_tokens") or 5
+        return {"role": "assistant", "content": "word " * tokens}, 3, tokens
+
+
+def post(server: ChatServer, body: dict, timeout: float = 10) -> tuple[int, dict, dict]:
+    """Status, JSON body and headers of one POST to the chat endpoint."""
+    host, port = server._httpd.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+    finally:
+        connection.close()
+
+
+def in_background(server: ChatServer, results: list) -> threading.Thread:
+    """POST `GOOD` on a thread, its status appended to `results`."""
+    thread = threading.Thread(target=lambda: results.append(post(server, GOOD)[0]))
+    thread.start()
+    return thread
+
+
+def client(server: ChatServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=10)
+
+
+def test_a_client_gone_while_queued_frees_its_place_at_once():
+    responder = Slow(seconds=1.5)
+    with ChatServer(responder, workers=1, queue=1) as server:
+        statuses: list[int] = []
+        first = in_background(server, statuses)
+        time.sleep(0.2)
+        with pytest.raises(TimeoutError):  # queued behind the first, then gives up
+            post(server, GOOD, timeout=0.3)
+        time.sleep(0.3)
+        status, _, _ = post(server, GOOD)  # its place is free again: queued, not turned away
+        first.join()
+    assert status == 200 and statuses == [200]
+    assert responder.calls == 2  # the first and the last; the abandoned one never ran
+
+
+def test_a_request_waits_in_the_queue_only_so_long():
+    with ChatServer(Slow(seconds=1.5), workers=1, queue=1, queue_timeout_s=0.3) as server:
+        statuses: list[int] = []
+        first = in_background(server, statuses)
+        time.sleep(0.2)
+        started = time.perf_counter()
+        status, body, headers = post(server, GOOD)
+        waited = time.perf_counter() - started
+        first.join()
+    assert status == 503 and "Retry-After" in headers and body["error"]["type"] == "server_busy"
+    assert 0.25 < waited < 1.0 and statuses == [200]
+
+
+def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
+    responder = Slow(seconds=0.6)
+    with ChatServer(responder) as server:
+        with pytest.raises(TimeoutError):
+            post(server, {**GOOD, "n": 4}, timeout=0.3)
+        time.sleep(1.5)
+    assert responder.calls == 1
