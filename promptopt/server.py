@@ -133,17 +133,18 @@ def client_gone(connection: socket.socket) -> bool:
 class ChatServer:
     """A threaded HTTP server speaking the OpenAI chat-completions API for one responder: at most `workers`
     requests are answered at once and `queue` more wait, each at most `queue_timeout_s`; beyond either a request
-    gets 503 with Retry-After, and a queued request whose client left is dropped at once. With `api_key`,
-    requests must carry it as a bearer token. Only `models` (default: the responder's) are answered."""
+    gets 503 with Retry-After, and a queued request whose client left is dropped at once. A connection that
+    sends (or reads) nothing for `idle_timeout_s` is closed (None: never). With `api_key`, requests must carry it
+    as a bearer token. Only `models` (default: the responder's) are answered."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
                  faults: FaultPlan | None = None, log: Callable[[str], None] | None = None, workers: int = 64,
                  queue: int = 64, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 models: tuple[str, ...] = (), queue_timeout_s: float = 60.0) -> None:
+                 models: tuple[str, ...] = (), queue_timeout_s: float = 60.0, idle_timeout_s: float | None = 30.0) -> None:
         if workers < 1 or queue < 0:
             raise ValueError("workers must be at least 1 and queue at least 0")
-        if queue_timeout_s <= 0:
-            raise ValueError("the queue timeout must be positive")
+        if queue_timeout_s <= 0 or (idle_timeout_s is not None and idle_timeout_s <= 0):
+            raise ValueError("the queue and idle timeouts must be positive")
         self.responder = responder
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
@@ -151,6 +152,7 @@ class ChatServer:
         self.api_key = api_key
         self.max_body = max_body
         self.queue_timeout_s = queue_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.models = set(models or (responder.model_name,))
         self._admitted = threading.BoundedSemaphore(workers + queue)
         self._working = threading.Semaphore(workers)
@@ -194,6 +196,7 @@ class ChatServer:
             # the client's delayed ACK on every keep-alive request
             disable_nagle_algorithm = True
             wbufsize = 1 << 16
+            timeout = server.idle_timeout_s  # a silent connection is closed and its thread ends
 
             def log_message(self, format: str, *args: Any) -> None:
                 server.log(f"{self.address_string()} {format % args}")

@@ -94,6 +94,23 @@ def test_a_request_waits_in_the_queue_only_so_long():
     assert 0.25 < waited < 1.0 and statuses == [200]
 
 
+@pytest.mark.parametrize("exchange_first", [False, True], ids=["silent", "after-an-answer"])
+def test_an_idle_connection_is_closed_after_the_idle_timeout(exchange_first):
+    with ChatServer(Slow(), idle_timeout_s=0.5) as server:
+        threads = threading.active_count()
+        with socket.create_connection(server._httpd.server_address[:2], timeout=5) as sock:
+            if exchange_first:
+                body = json.dumps(GOOD)
+                sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                             f"Content-Type: application/json\r\n\r\n{body}".encode())
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            started = time.perf_counter()
+            assert sock.recv(1) == b""  # closed by the server, not by this client's 5 s timeout
+            assert 0.4 < time.perf_counter() - started < 2.0
+        time.sleep(0.2)
+        assert threading.active_count() < threads + 1  # the connection's thread has ended
+
+
 def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
     responder = Slow(seconds=0.6)
     with ChatServer(responder) as server:

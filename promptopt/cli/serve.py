@@ -36,6 +36,8 @@ def is_loopback(host: str) -> bool:
 @click.option("--queue-timeout", type=click.FloatRange(0, min_open=True), default=60, show_default=True,
               help="Seconds a request may wait for a worker; longer gets 503 with Retry-After. A request whose "
                    "client left while waiting is dropped at once.")
+@click.option("--idle-timeout", type=click.FloatRange(0, min_open=True), default=30, show_default=True,
+              help="Seconds a connection may send nothing before it is closed (its thread ends).")
 @click.option("--max-body-kb", type=click.IntRange(1), default=1024, show_default=True,
               help="Largest request body; a larger one gets 413 without being read.")
 @click.option("--arguments/--no-arguments", default=True, show_default=True,
@@ -46,7 +48,7 @@ def is_loopback(host: str) -> bool:
               help="For testing clients: share of requests answered with an injected fault (429 with Retry-After, "
                    "500, a stall, a malformed body).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
-def serve(host, port, api_key, workers, queue, queue_timeout, max_body_kb, arguments, latency_ms, fault_rate, seed) -> None:
+def serve(host, port, api_key, workers, queue, queue_timeout, idle_timeout, max_body_kb, arguments, latency_ms, fault_rate, seed) -> None:
     """Serve the embedded model over the OpenAI chat-completions API.
 
     \b
@@ -68,7 +70,7 @@ def serve(host, port, api_key, workers, queue, queue_timeout, max_body_kb, argum
     responder = EmbeddedResponder(check_arguments=arguments)
     server = ChatServer(responder, host, port, latency_s=latency_ms / 1000, faults=FaultPlan(rate=fault_rate, seed=seed),
                         log=lambda line: click.echo(line, err=True), workers=workers, queue=queue, api_key=api_key,
-                        max_body=max_body_kb * 1024, queue_timeout_s=queue_timeout)
+                        max_body=max_body_kb * 1024, queue_timeout_s=queue_timeout, idle_timeout_s=idle_timeout)
     click.echo(f"serving model 'embedded' at {server.base_url} (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()
