@@ -134,17 +134,19 @@ class ChatServer:
     """A threaded HTTP server speaking the OpenAI chat-completions API for one responder: at most `workers`
     requests are answered at once and `queue` more wait, each at most `queue_timeout_s`; beyond either a request
     gets 503 with Retry-After, and a queued request whose client left is dropped at once. A connection that
-    sends (or reads) nothing for `idle_timeout_s` is closed (None: never). With `api_key`, requests must carry it
-    as a bearer token. Only `models` (default: the responder's) are answered."""
+    sends (or reads) nothing for `idle_timeout_s` is closed (None: never). A token limit over `max_tokens_cap` is
+    refused with OpenAI's 400. With `api_key`, requests must carry it as a bearer token. Only `models` (default:
+    the responder's) are answered."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
                  faults: FaultPlan | None = None, log: Callable[[str], None] | None = None, workers: int = 64,
                  queue: int = 64, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 models: tuple[str, ...] = (), queue_timeout_s: float = 60.0, idle_timeout_s: float | None = 30.0) -> None:
+                 models: tuple[str, ...] = (), queue_timeout_s: float = 60.0, idle_timeout_s: float | None = 30.0,
+                 max_tokens_cap: int = 4096) -> None:
         if workers < 1 or queue < 0:
             raise ValueError("workers must be at least 1 and queue at least 0")
-        if queue_timeout_s <= 0 or (idle_timeout_s is not None and idle_timeout_s <= 0):
-            raise ValueError("the queue and idle timeouts must be positive")
+        if queue_timeout_s <= 0 or (idle_timeout_s is not None and idle_timeout_s <= 0) or max_tokens_cap < 1:
+            raise ValueError("the queue and idle timeouts must be positive and max_tokens_cap at least 1")
         self.responder = responder
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
@@ -153,6 +155,7 @@ class ChatServer:
         self.max_body = max_body
         self.queue_timeout_s = queue_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.max_tokens_cap = max_tokens_cap
         self.models = set(models or (responder.model_name,))
         self._admitted = threading.BoundedSemaphore(workers + queue)
         self._working = threading.Semaphore(workers)
@@ -223,7 +226,7 @@ class ChatServer:
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
                 try:
-                    request = parse_request(raw, server.models)
+                    request = parse_request(raw, server.models, server.max_tokens_cap)
                 except ChatRequestError as error:
                     self._json(error.status, error.body())
                     return

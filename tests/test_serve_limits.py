@@ -111,6 +111,25 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(exchange_first):
         assert threading.active_count() < threads + 1  # the connection's thread has ended
 
 
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_a_token_limit_over_the_cap_gets_openais_400(name):
+    with ChatServer(Wordy(), max_tokens_cap=100) as server:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(server).chat.completions.create(**GOOD, **{name: 101})
+        assert refused.value.status_code == 400 and refused.value.body["param"] == name
+        assert "at most 100" in refused.value.body["message"]
+        reply = client(server).chat.completions.create(**GOOD, **{name: 100})
+        assert reply.usage.completion_tokens == 100
+
+
+def test_max_tokens_and_max_completion_tokens_together_are_refused_as_openai_does():
+    with ChatServer(Wordy()) as server:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(server).chat.completions.create(**GOOD, max_tokens=5, max_completion_tokens=5)
+        assert refused.value.body["param"] == "max_tokens"
+        assert refused.value.body["code"] == "invalid_parameter_combination"
+
+
 def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
     responder = Slow(seconds=0.6)
     with ChatServer(responder) as server:
