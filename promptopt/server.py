@@ -26,12 +26,16 @@ from promptopt.chat_messages import message_text
 from promptopt.chat_request import DEFAULT_MAX_BODY, ChatRequestError, parse_request, read_body
 
 FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed")
+DEFAULT_MAX_TOKENS = 256
+"""The completion tokens a reply may take when the request names no limit (kept short: the embedded model
+writes on a CPU)."""
 QUEUE_POLL_S = 0.05
 """How often a queued request looks whether its client is still there."""
 
 
 class Responder(Protocol):
-    """Answers one chat-completions request body with (assistant message, prompt tokens, completion tokens)."""
+    """Answers one chat-completions request body with (assistant message, prompt tokens, completion tokens),
+    writing at most `completion_limit(request)` completion tokens."""
 
     model_name: str
 
@@ -91,7 +95,7 @@ class EmbeddedResponder:
                 return {"role": "assistant", "content": None, "tool_calls": [call]}, routed.record.tokens_in, 1
             return {"role": "assistant", "content": "none"}, routed.record.tokens_in, 1
         text, record = self.model.generate(messages, temperature=float(request.get("temperature") or 0.0),
-                                           max_tokens=int(request.get("max_tokens") or 256), role="task",
+                                           max_tokens=completion_limit(request), role="task",
                                            seed=int(request.get("seed") or 0))
         return {"role": "assistant", "content": text}, record.tokens_in, record.tokens_out
 
@@ -102,6 +106,20 @@ def _served(message: dict[str, Any]) -> dict[str, Any]:
     role = "system" if message["role"] == "developer" else message["role"]
     served = {"role": role, "content": message_text({"content": message.get("content")})}
     return {**served, **{k: message[k] for k in ("tool_calls", "tool_call_id") if k in message}}
+
+
+def completion_limit(request: dict[str, Any]) -> int:
+    """The completion tokens a reply to `request` may take: `max_completion_tokens` (OpenAI's newer name) or
+    `max_tokens`, else `DEFAULT_MAX_TOKENS`."""
+    return int(request.get("max_completion_tokens") or request.get("max_tokens") or DEFAULT_MAX_TOKENS)
+
+
+def finish_reason(message: dict[str, Any], completion_tokens: int, limit: int) -> str:
+    """Why a reply ended, as OpenAI says it: `tool_calls` for a call, `length` when it took all the tokens it
+    was allowed (so it was cut), else `stop`."""
+    if message.get("tool_calls"):
+        return "tool_calls"
+    return "length" if completion_tokens >= limit else "stop"
 
 
 def _choices(responder: Responder, request: dict[str, Any],
@@ -117,7 +135,7 @@ def _choices(responder: Responder, request: dict[str, Any],
         message, tokens_in, completion = responder.respond(asked)
         tokens_out += completion
         choices.append({"index": index, "message": message,
-                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"})
+                        "finish_reason": finish_reason(message, completion, completion_limit(request))})
     return choices, tokens_in, tokens_out
 
 
@@ -230,6 +248,8 @@ class ChatServer:
                 except ChatRequestError as error:
                     self._json(error.status, error.body())
                     return
+                if completion_limit(request) > server.max_tokens_cap:  # no limit named; the default is above the cap
+                    request = {**request, "max_tokens": server.max_tokens_cap}
                 if not server._admitted.acquire(blocking=False):
                     self._busy("the server is busy; try again shortly")
                     return

@@ -130,6 +130,15 @@ def test_max_tokens_and_max_completion_tokens_together_are_refused_as_openai_doe
         assert refused.value.body["code"] == "invalid_parameter_combination"
 
 
+@pytest.mark.parametrize("limit", [{"max_tokens": 7}, {"max_completion_tokens": 7}])
+def test_a_reply_cut_at_its_token_limit_says_length(limit):
+    with ChatServer(Wordy()) as server:
+        cut = client(server).chat.completions.create(**GOOD, **limit, n=2)
+        whole = client(server).chat.completions.create(**GOOD)
+    assert [c.finish_reason for c in cut.choices] == ["length", "length"]
+    assert whole.choices[0].finish_reason == "stop"
+
+
 def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
     responder = Slow(seconds=0.6)
     with ChatServer(responder) as server:
@@ -137,3 +146,9 @@ def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
             post(server, {**GOOD, "n": 4}, timeout=0.3)
         time.sleep(1.5)
     assert responder.calls == 1
+
+
+def test_a_reply_with_no_limit_named_stays_within_a_cap_below_the_default():
+    with ChatServer(Wordy(), max_tokens_cap=3) as server:
+        reply = client(server).chat.completions.create(**GOOD)
+    assert reply.usage.completion_tokens == 3 and reply.choices[0].finish_reason == "length"

@@ -63,7 +63,8 @@ def serve(host, port, api_key, workers, queue, queue_timeout, idle_timeout, max_
 
     Requests with `tools` are routed (a tool call, or plain content when no tool fits); others are generated.
     Malformed requests get 400 (also a token limit over --max-tokens-cap), an unknown model 404, a body over
-    --max-body-kb 413, a full queue or a wait over --queue-timeout 503.
+    --max-body-kb 413, a full queue or a wait over --queue-timeout 503. A reply cut at its token limit says
+    finish_reason "length".
     """
     from promptopt.server import ChatServer, EmbeddedResponder, FaultPlan
 
