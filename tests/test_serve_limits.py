@@ -152,3 +152,28 @@ def test_a_reply_with_no_limit_named_stays_within_a_cap_below_the_default():
     with ChatServer(Wordy(), max_tokens_cap=3) as server:
         reply = client(server).chat.completions.create(**GOOD)
     assert reply.usage.completion_tokens == 3 and reply.choices[0].finish_reason == "length"
+
+
+def test_serve_passes_its_limits_to_the_server(monkeypatch):
+    from click.testing import CliRunner
+
+    from promptopt import server as module
+    from promptopt.cli import main
+
+    seen: dict[str, object] = {}
+
+    class Probed(module.ChatServer):
+        def serve_forever(self) -> None:
+            self.start()
+            seen["cap"] = post(self, {**GOOD, "max_tokens": 6})[1]["error"]["param"]
+            with socket.create_connection(self._httpd.server_address[:2], timeout=5) as sock:
+                started = time.perf_counter()
+                seen["closed"] = sock.recv(1) == b"" and time.perf_counter() - started < 2.0
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "EmbeddedResponder", lambda **kwargs: Wordy())
+    monkeypatch.setattr(module, "ChatServer", Probed)
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--max-tokens-cap", "5", "--idle-timeout", "0.5",
+                                       "--queue-timeout", "2"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"cap": "max_tokens", "closed": True}
