@@ -52,9 +52,10 @@ def read_body(headers: Mapping[str, str], stream: BinaryIO, max_bytes: int = DEF
     return body
 
 
-def parse_request(raw: bytes, models: Collection[str]) -> dict[str, Any]:
-    """The request as a dict, once it is a JSON object asking one of `models` that OpenAI would accept; anything
-    else raises `ChatRequestError` (400 naming the param, or 404 for a model this server does not serve)."""
+def parse_request(raw: bytes, models: Collection[str], max_tokens_cap: int | None = None) -> dict[str, Any]:
+    """The request as a dict, once it is a JSON object asking one of `models` that OpenAI would accept (a token
+    limit at most `max_tokens_cap`); anything else raises `ChatRequestError` (400 naming the param, or 404 for a
+    model this server does not serve)."""
     try:
         request = json.loads(raw or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -67,15 +68,16 @@ def parse_request(raw: bytes, models: Collection[str]) -> dict[str, Any]:
     if model not in models:
         raise ChatRequestError(404, f"model {model!r} is not served here; served: {', '.join(sorted(models))}",
                                "invalid_request_error", "model", "model_not_found")
-    check_request(request)
+    check_request(request, max_tokens_cap)
     if request.get("stream"):
         raise ChatRequestError(400, "streaming is not supported by promptopt serve", param="stream")
     return request
 
 
-def check_request(request: Mapping[str, Any]) -> None:
+def check_request(request: Mapping[str, Any], max_tokens_cap: int | None = None) -> None:
     """Raise `ChatRequestError` for the first rule of OpenAI's chat completions `request` breaks: the messages
-    and their order, the tools and `tool_choice`, and the sampling parameters."""
+    and their order, the tools and `tool_choice`, the sampling parameters, and the token limit (one of its two
+    names, at most `max_tokens_cap` when given, as a model's own limit is)."""
     check_messages(request.get("messages"))
     _check_tools(request.get("tools"))
     _check_tool_choice(request.get("tool_choice"), request.get("tools"))
@@ -85,6 +87,7 @@ def check_request(request: Mapping[str, Any]) -> None:
         _check_number(request, name, -2, 2)
     for name, low in (("max_tokens", 1), ("max_completion_tokens", 1), ("n", 1), ("seed", None)):
         _check_integer(request, name, low, MAX_CHOICES if name == "n" else None)
+    _check_token_limit(request, max_tokens_cap)
 
 
 def check_messages(messages: Any) -> None:
@@ -231,6 +234,20 @@ def _check_number(request: Mapping[str, Any], name: str, low: float, high: float
     if not low <= value <= high:
         code = "decimal_below_min_value" if value < low else "decimal_above_max_value"
         raise _refuse(name, f"must be from {low:g} to {high:g}, got {value:g}", code)
+
+
+def _check_token_limit(request: Mapping[str, Any], cap: int | None) -> None:
+    """`max_tokens` or its newer name `max_completion_tokens`, not both, and at most `cap`: OpenAI refuses both
+    at once, and a limit over the model's with a 400 rather than writing less than was asked."""
+    if request.get("max_tokens") is not None and request.get("max_completion_tokens") is not None:
+        raise ChatRequestError(400, "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not "
+                                    "supported.", param="max_tokens", code="invalid_parameter_combination")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = request.get(name)
+        if cap is not None and value is not None and value > cap:
+            raise ChatRequestError(400, f"{name} is too large: {value}. This model supports at most {cap} "
+                                        f"completion tokens, whereas you provided {value}.", param=name,
+                                   code="invalid_value")
 
 
 def _check_integer(request: Mapping[str, Any], name: str, low: int | None, high: int | None) -> None:

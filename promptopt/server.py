@@ -26,10 +26,16 @@ from promptopt.chat_messages import message_text
 from promptopt.chat_request import DEFAULT_MAX_BODY, ChatRequestError, parse_request, read_body
 
 FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed")
+DEFAULT_MAX_TOKENS = 256
+"""The completion tokens a reply may take when the request names no limit (kept short: the embedded model
+writes on a CPU)."""
+QUEUE_POLL_S = 0.05
+"""How often a queued request looks whether its client is still there."""
 
 
 class Responder(Protocol):
-    """Answers one chat-completions request body with (assistant message, prompt tokens, completion tokens)."""
+    """Answers one chat-completions request body with (assistant message, prompt tokens, completion tokens),
+    writing at most `completion_limit(request)` completion tokens."""
 
     model_name: str
 
@@ -89,7 +95,7 @@ class EmbeddedResponder:
                 return {"role": "assistant", "content": None, "tool_calls": [call]}, routed.record.tokens_in, 1
             return {"role": "assistant", "content": "none"}, routed.record.tokens_in, 1
         text, record = self.model.generate(messages, temperature=float(request.get("temperature") or 0.0),
-                                           max_tokens=int(request.get("max_tokens") or 256), role="task",
+                                           max_tokens=completion_limit(request), role="task",
                                            seed=int(request.get("seed") or 0))
         return {"role": "assistant", "content": text}, record.tokens_in, record.tokens_out
 
@@ -102,16 +108,34 @@ def _served(message: dict[str, Any]) -> dict[str, Any]:
     return {**served, **{k: message[k] for k in ("tool_calls", "tool_call_id") if k in message}}
 
 
-def _choices(responder: Responder, request: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+def completion_limit(request: dict[str, Any]) -> int:
+    """The completion tokens a reply to `request` may take: `max_completion_tokens` (OpenAI's newer name) or
+    `max_tokens`, else `DEFAULT_MAX_TOKENS`."""
+    return int(request.get("max_completion_tokens") or request.get("max_tokens") or DEFAULT_MAX_TOKENS)
+
+
+def finish_reason(message: dict[str, Any], completion_tokens: int, limit: int) -> str:
+    """Why a reply ended, as OpenAI says it: `tool_calls` for a call, `length` when it took all the tokens it
+    was allowed (so it was cut), else `stop`."""
+    if message.get("tool_calls"):
+        return "tool_calls"
+    return "length" if completion_tokens >= limit else "stop"
+
+
+def _choices(responder: Responder, request: dict[str, Any],
+             abandoned: Callable[[], bool]) -> tuple[list[dict[str, Any]], int, int] | None:
     """The request's `n` choices (default 1), each the responder's answer to it (choice i > 0 asks with seed + i,
-    so sampled choices differ); the prompt counted once, the completions summed, as OpenAI counts them."""
+    so sampled choices differ); the prompt counted once, the completions summed, as OpenAI counts them. None
+    when the client is `abandoned` before the next choice: nobody would read the rest."""
     choices, tokens_in, tokens_out = [], 0, 0
     for index in range(int(request.get("n") or 1)):
+        if index and abandoned():
+            return None
         asked = request if index == 0 else {**request, "seed": int(request.get("seed") or 0) + index}
         message, tokens_in, completion = responder.respond(asked)
         tokens_out += completion
         choices.append({"index": index, "message": message,
-                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"})
+                        "finish_reason": finish_reason(message, completion, completion_limit(request))})
     return choices, tokens_in, tokens_out
 
 
@@ -126,21 +150,30 @@ def client_gone(connection: socket.socket) -> bool:
 
 class ChatServer:
     """A threaded HTTP server speaking the OpenAI chat-completions API for one responder: at most `workers`
-    requests are answered at once and `queue` more wait; beyond that a request gets 503 with Retry-After. With
-    `api_key`, requests must carry it as a bearer token. Only `models` (default: the responder's) are answered."""
+    requests are answered at once and `queue` more wait, each at most `queue_timeout_s`; beyond either a request
+    gets 503 with Retry-After, and a queued request whose client left is dropped at once. A connection that
+    sends (or reads) nothing for `idle_timeout_s` is closed (None: never). A token limit over `max_tokens_cap` is
+    refused with OpenAI's 400. With `api_key`, requests must carry it as a bearer token. Only `models` (default:
+    the responder's) are answered."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
                  faults: FaultPlan | None = None, log: Callable[[str], None] | None = None, workers: int = 64,
                  queue: int = 64, api_key: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 models: tuple[str, ...] = ()) -> None:
+                 models: tuple[str, ...] = (), queue_timeout_s: float = 60.0, idle_timeout_s: float | None = 30.0,
+                 max_tokens_cap: int = 4096) -> None:
         if workers < 1 or queue < 0:
             raise ValueError("workers must be at least 1 and queue at least 0")
+        if queue_timeout_s <= 0 or (idle_timeout_s is not None and idle_timeout_s <= 0) or max_tokens_cap < 1:
+            raise ValueError("the queue and idle timeouts must be positive and max_tokens_cap at least 1")
         self.responder = responder
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
         self.log = log or (lambda line: None)
         self.api_key = api_key
         self.max_body = max_body
+        self.queue_timeout_s = queue_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_tokens_cap = max_tokens_cap
         self.models = set(models or (responder.model_name,))
         self._admitted = threading.BoundedSemaphore(workers + queue)
         self._working = threading.Semaphore(workers)
@@ -184,6 +217,7 @@ class ChatServer:
             # the client's delayed ACK on every keep-alive request
             disable_nagle_algorithm = True
             wbufsize = 1 << 16
+            timeout = server.idle_timeout_s  # a silent connection is closed and its thread ends
 
             def log_message(self, format: str, *args: Any) -> None:
                 server.log(f"{self.address_string()} {format % args}")
@@ -210,21 +244,46 @@ class ChatServer:
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
                 try:
-                    request = parse_request(raw, server.models)
+                    request = parse_request(raw, server.models, server.max_tokens_cap)
                 except ChatRequestError as error:
                     self._json(error.status, error.body())
                     return
+                if completion_limit(request) > server.max_tokens_cap:  # no limit named; the default is above the cap
+                    request = {**request, "max_tokens": server.max_tokens_cap}
                 if not server._admitted.acquire(blocking=False):
-                    self._json(503, {"error": {"message": "the server is busy; try again shortly",
-                                               "type": "server_busy"}}, {"Retry-After": "1"})
+                    self._busy("the server is busy; try again shortly")
                     return
                 try:
-                    with server._working:
-                        if client_gone(self.connection):
-                            return  # the client gave up while queued: nobody is waiting for the answer
-                        self._answer(request)
+                    if self._wait_for_worker():
+                        try:
+                            self._answer(request)
+                        finally:
+                            server._working.release()
                 finally:
                     server._admitted.release()
+
+            def _wait_for_worker(self) -> bool:
+                """Wait in the queue for a worker (True once one is taken), looking every `QUEUE_POLL_S` whether
+                the client is still there: one that left frees its place at once and its request is never worked
+                on; one that waited `queue_timeout_s` gets 503, so no place is held for ever."""
+                deadline = time.monotonic() + server.queue_timeout_s
+                while not client_gone(self.connection):
+                    if server._working.acquire(timeout=max(0.0, min(QUEUE_POLL_S, deadline - time.monotonic()))):
+                        if not client_gone(self.connection):
+                            return True
+                        server._working.release()
+                        break
+                    if time.monotonic() >= deadline:
+                        self._busy(f"the request waited {server.queue_timeout_s:g} s in the queue; try again shortly")
+                        return False
+                self.log_message("client left while queued; its request is dropped")
+                self.close_connection = True
+                return False
+
+            def _busy(self, message: str) -> None:
+                """503 with Retry-After: the server cannot take the request now."""
+                self._json(503, {"error": {"message": message, "type": "server_busy", "param": None, "code": None}},
+                           {"Retry-After": "1"})
 
             def _authorized(self) -> bool:
                 """With an API key set, a request without it gets 401 (compared in constant time)."""
@@ -255,7 +314,7 @@ class ChatServer:
                 if fault == "stall":
                     time.sleep(server.faults.stall_s)
                 try:
-                    choices, tokens_in, tokens_out = _choices(server.responder, request)
+                    answered = _choices(server.responder, request, lambda: client_gone(self.connection))
                 except ValueError as error:  # the request asks for something the responder cannot do
                     refusal = error if isinstance(error, ChatRequestError) else ChatRequestError(400, str(error))
                     self._json(refusal.status, refusal.body())
@@ -264,6 +323,11 @@ class ChatServer:
                     self._json(500, {"error": {"message": f"{type(error).__name__}: {error}", "type": "server_error",
                                                "param": None, "code": None}})
                     return
+                if answered is None:
+                    self.log_message("client left while its choices were written; the rest are dropped")
+                    self.close_connection = True
+                    return
+                choices, tokens_in, tokens_out = answered
                 body = {
                     "id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
                     "created": int(time.time()), "model": request["model"], "choices": choices,

@@ -33,6 +33,13 @@ def is_loopback(host: str) -> bool:
               help="Requests answered at once (the embedded model answers one at a time on a CPU).")
 @click.option("--queue", type=click.IntRange(0), default=16, show_default=True,
               help="Requests that may wait for a worker; more get 503 with Retry-After.")
+@click.option("--queue-timeout", type=click.FloatRange(0, min_open=True), default=60, show_default=True,
+              help="Seconds a request may wait for a worker; longer gets 503 with Retry-After. A request whose "
+                   "client left while waiting is dropped at once.")
+@click.option("--idle-timeout", type=click.FloatRange(0, min_open=True), default=30, show_default=True,
+              help="Seconds a connection may send nothing before it is closed (its thread ends).")
+@click.option("--max-tokens-cap", type=click.IntRange(1), default=4096, show_default=True,
+              help="Largest max_tokens / max_completion_tokens; a larger one gets OpenAI's 400.")
 @click.option("--max-body-kb", type=click.IntRange(1), default=1024, show_default=True,
               help="Largest request body; a larger one gets 413 without being read.")
 @click.option("--arguments/--no-arguments", default=True, show_default=True,
@@ -43,7 +50,8 @@ def is_loopback(host: str) -> bool:
               help="For testing clients: share of requests answered with an injected fault (429 with Retry-After, "
                    "500, a stall, a malformed body).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
-def serve(host, port, api_key, workers, queue, max_body_kb, arguments, latency_ms, fault_rate, seed) -> None:
+def serve(host, port, api_key, workers, queue, queue_timeout, idle_timeout, max_tokens_cap, max_body_kb, arguments,
+          latency_ms, fault_rate, seed) -> None:
     """Serve the embedded model over the OpenAI chat-completions API.
 
     \b
@@ -54,7 +62,9 @@ def serve(host, port, api_key, workers, queue, max_body_kb, arguments, latency_m
       promptopt run --model embedded --base-url http://127.0.0.1:8400/v1
 
     Requests with `tools` are routed (a tool call, or plain content when no tool fits); others are generated.
-    Malformed requests get 400, an unknown model 404, a body over --max-body-kb 413, a full queue 503.
+    Malformed requests get 400 (also a token limit over --max-tokens-cap), an unknown model 404, a body over
+    --max-body-kb 413, a full queue or a wait over --queue-timeout 503. A reply cut at its token limit says
+    finish_reason "length".
     """
     from promptopt.server import ChatServer, EmbeddedResponder, FaultPlan
 
@@ -64,7 +74,8 @@ def serve(host, port, api_key, workers, queue, max_body_kb, arguments, latency_m
     responder = EmbeddedResponder(check_arguments=arguments)
     server = ChatServer(responder, host, port, latency_s=latency_ms / 1000, faults=FaultPlan(rate=fault_rate, seed=seed),
                         log=lambda line: click.echo(line, err=True), workers=workers, queue=queue, api_key=api_key,
-                        max_body=max_body_kb * 1024)
+                        max_body=max_body_kb * 1024, queue_timeout_s=queue_timeout, idle_timeout_s=idle_timeout,
+                        max_tokens_cap=max_tokens_cap)
     click.echo(f"serving model 'embedded' at {server.base_url} (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()
