@@ -6,6 +6,7 @@ is one line and exit 130, and `cases import` counts its own cases while another 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -75,10 +76,10 @@ def one_line_from_process(done: subprocess.CompletedProcess) -> str:
 
 def run_status(db: str, env: dict[str, str], inside=None) -> tuple[str, str]:
     """The newest run's id and status, as `promptopt runs list` shows them."""
-    listed = cli("runs", "list", "--db", db, env=env, inside=inside)
+    listed = cli("runs", "list", "--json", "--db", db, env=env, inside=inside)
     assert listed.returncode == 0, listed.stderr
-    run_id, _, _, status, *_ = listed.stdout.split()
-    return run_id, status
+    newest = json.loads(listed.stdout.splitlines()[0])
+    return newest["run_id"], newest["status"]
 
 
 def test_a_wrong_password_is_one_line_that_never_shows_it(postgres_cluster):
