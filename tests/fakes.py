@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, Sequence
 
 import pytest
@@ -224,3 +225,19 @@ class ExamplesRouter:
             call = {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": '{"q": "x"}'}}
             return {"role": "assistant", "content": None, "tool_calls": [call]}, 40, 8
         return {"role": "assistant", "content": "Happy to help!"}, 40, 4
+
+
+class Echo:
+    """A chat responder for the HTTP server's own tests: answers every request with its last message, after
+    `seconds`; counts the requests it worked on."""
+
+    model_name = "scripted"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    def respond(self, request):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return {"role": "assistant", "content": str(request["messages"][-1].get("content"))}, 3, 1

@@ -15,23 +15,9 @@ from click.testing import CliRunner
 from promptopt.cli import main
 from promptopt.cli.serve import is_loopback
 from promptopt.server import ChatServer
+from tests.fakes import Echo
 
 GOOD = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Echo:
-    """Answers every request with its last message; counts the requests it worked on."""
-
-    model_name = "scripted"
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
-        self.calls = 0
-
-    def respond(self, request):
-        self.calls += 1
-        time.sleep(self.seconds)
-        return {"role": "assistant", "content": str(request["messages"][-1].get("content"))}, 3, 1
 
 
 def post(server: ChatServer, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:

@@ -13,23 +13,9 @@ import openai
 import pytest
 
 from promptopt.server import ChatServer
+from tests.fakes import Echo
 
 GOOD = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Slow:
-    """Answers after `seconds`; counts the requests it worked on."""
-
-    model_name = "scripted"
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
-        self.calls = 0
-
-    def respond(self, request):
-        self.calls += 1
-        time.sleep(self.seconds)
-        return {"role": "assistant", "content": "ok"}, 3, 1
 
 
 class Wordy:
@@ -67,7 +53,7 @@ def client(server: ChatServer) -> openai.OpenAI:
 
 
 def test_a_client_gone_while_queued_frees_its_place_at_once():
-    responder = Slow(seconds=1.5)
+    responder = Echo(seconds=1.5)
     with ChatServer(responder, workers=1, queue=1) as server:
         statuses: list[int] = []
         first = in_background(server, statuses)
@@ -82,7 +68,7 @@ def test_a_client_gone_while_queued_frees_its_place_at_once():
 
 
 def test_a_request_waits_in_the_queue_only_so_long():
-    with ChatServer(Slow(seconds=1.5), workers=1, queue=1, queue_timeout_s=0.3) as server:
+    with ChatServer(Echo(seconds=1.5), workers=1, queue=1, queue_timeout_s=0.3) as server:
         statuses: list[int] = []
         first = in_background(server, statuses)
         time.sleep(0.2)
@@ -96,7 +82,7 @@ def test_a_request_waits_in_the_queue_only_so_long():
 
 @pytest.mark.parametrize("exchange_first", [False, True], ids=["silent", "after-an-answer"])
 def test_an_idle_connection_is_closed_after_the_idle_timeout(exchange_first):
-    with ChatServer(Slow(), idle_timeout_s=0.5) as server:
+    with ChatServer(Echo(), idle_timeout_s=0.5) as server:
         threads = threading.active_count()
         with socket.create_connection(server._httpd.server_address[:2], timeout=5) as sock:
             if exchange_first:
@@ -140,7 +126,7 @@ def test_a_reply_cut_at_its_token_limit_says_length(limit):
 
 
 def test_a_client_gone_while_its_choices_are_written_gets_no_more_of_them():
-    responder = Slow(seconds=0.6)
+    responder = Echo(seconds=0.6)
     with ChatServer(responder) as server:
         with pytest.raises(TimeoutError):
             post(server, {**GOOD, "n": 4}, timeout=0.3)
