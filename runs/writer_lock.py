@@ -52,14 +52,12 @@ def hold_writer(store: Store, run_id: str) -> Iterator[None]:
     another process holds it. Re-entrant within a process (a resume holds it from its check to its end)."""
     key = (store.url, run_id)
     with _held_guard:
-        if key in _held:
-            _held[key][0] += 1
-            taken = None
-        else:
-            taken = _take(store, run_id)
-            _held[key] = [1, taken]
+        first = key not in _held
+        if first:
+            _held[key] = [0, _take(store, run_id)]
+        _held[key][0] += 1
     try:
-        if taken is not None:
+        if first:
             store.update_run(run_id, writer=this_writer())
         yield
     finally:

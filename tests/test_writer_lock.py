@@ -148,3 +148,12 @@ def test_a_second_writer_is_refused_while_the_first_lives(store_url):
             assert run_status(store, store.run(run_id)) == "running"
         assert run_status(store, store.run(run_id)) == "running"
     assert run_status(store, store.run(run_id)) == "interrupted"
+
+
+def test_an_in_memory_store_sees_its_own_writer():
+    """Only this process can see an in-memory store, so its held locks are its writers."""
+    store = Store("sqlite://")
+    run_id = store.create_run("tool-routing", "demos", {}, [], {})
+    with hold_writer(store, run_id):
+        assert run_status(store, store.run(run_id)) == "running"
+    assert run_status(store, store.run(run_id)) == "interrupted"
