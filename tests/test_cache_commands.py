@@ -28,7 +28,7 @@ def test_an_entry_holds_the_reply_not_the_request(tmp_path):
 def test_the_folder_is_kept_under_its_cap(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTOPT_CACHE_MAX_MB", "0.01")  # about 10 KB: a few dozen entries
     cache = ResponseCache(tmp_path)
-    for i in range(501):  # the size is checked on the first write and every 500th after it
+    for i in range(501):
         cache.put(request(i), {"text": "y" * 100})
     found = cache_stats(tmp_path)
     assert 0 < found.bytes <= 0.01 * 2**20 and found.entries < 501

@@ -8,7 +8,9 @@ never part of a request. What invalidates an answer is a change to any of those 
 same name and URL does not, so after such a change run with `--no-cache` or `promptopt cache clear`.
 
 The folder is capped at `$PROMPTOPT_CACHE_MAX_MB` (default 2048): past it, the oldest entries are removed until it is
-under 90 % of the cap (checked every `EVICT_EVERY` writes). `promptopt cache stats|clear` look after it by hand.
+under 90 % of the cap. The folder is measured once, at a process's first write, then kept as a running total of
+that process's own writes, so a write never walks the folder unless the total passes the cap (other processes'
+writes are seen at that walk). `promptopt cache stats|clear` look after it by hand.
 
 Each entry also names the run and process it was made for (`making_calls_for`), so a resumed run can tell the calls
 its killed process made and paid for but never recorded from true cache hits: the first answer of such an entry
@@ -29,8 +31,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 DEFAULT_MAX_MB = 2048
-EVICT_EVERY = 500
-"""Writes between two checks of the folder's size."""
 PROCESS = uuid.uuid4().hex
 """This process, as cache entries name the process that made them."""
 
@@ -58,7 +58,8 @@ class ResponseCache:
         self.run_id: str | None = None
         self._claimed: set[str] = set()
         self._guard = threading.Lock()
-        self._writes = 0
+        self._bytes: int | None = None
+        """The folder's size as this process knows it: measured at its first write, then its own writes added."""
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
@@ -96,10 +97,11 @@ class ResponseCache:
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        entry = {"response": response, "origin": {"run": self.run_id, "process": PROCESS}}
+        data = json.dumps({"response": response, "origin": {"run": self.run_id, "process": PROCESS}},
+                          ensure_ascii=False).encode("utf-8")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(entry, stream, ensure_ascii=False)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
             os.replace(temporary, path)
         except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
@@ -107,10 +109,15 @@ class ResponseCache:
                 raise OSError(error.errno, error.strerror, str(path)) from error
             raise
         with self._guard:
-            self._writes += 1
-            due = self._writes % EVICT_EVERY == 1
-        if due:
-            evict(self.directory, max_cache_bytes())
+            if self._bytes is not None:
+                self._bytes += len(data)
+            known = self._bytes
+        if known is None:  # this process's first write: measure the folder, this entry included
+            known = self._bytes = cache_stats(self.directory).bytes
+        if known > max_cache_bytes():
+            left = evict(self.directory, max_cache_bytes())
+            with self._guard:
+                self._bytes = left
 
 
 @contextlib.contextmanager
@@ -163,20 +170,18 @@ def clear_cache(directory: str | Path, older_than_s: float | None = None) -> int
 
 
 def evict(directory: str | Path, max_bytes: int) -> int:
-    """Past `max_bytes`, remove the oldest entries until the folder holds under 90 % of it; how many were removed."""
+    """Past `max_bytes`, remove the oldest entries until the folder holds under 90 % of it; the bytes it holds after."""
     entries = _entries(Path(directory))
     total = sum(stat.st_size for _, stat in entries)
     if total <= max_bytes:
-        return 0
-    removed = 0
+        return total
     for path, stat in sorted(entries, key=lambda entry: entry[1].st_mtime):
         if total < 0.9 * max_bytes:
             break
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            removed += 1
         total -= stat.st_size
-    return removed
+    return total
 
 
 def max_cache_bytes() -> int:
