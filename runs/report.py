@@ -94,8 +94,7 @@ def run_provenance(run: RunRow) -> dict[str, Any]:
 def split_summary(store: Store, run: RunRow, splits: dict[int, str]) -> dict[str, Any]:
     """Which split the run used: its seed, the size of each part, and a fingerprint of which cases went where (by
     content, so runs on the same cases and seed show the same fingerprint in any store)."""
-    digests = {case.id: case.content_hash() for case in store.cases(list(splits))}
-    lines = sorted(f"{splits[case_id]} {digest}" for case_id, digest in digests.items())
+    lines = sorted(f"{splits[case_id]} {digest}" for case_id, digest in store.case_hashes(splits).items())
     return {"seed": (run.config or {}).get("seed"),
             **{name: sum(1 for split in splits.values() if split == name) for name in ("train", "val", "test")},
             "fingerprint": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:12]}

@@ -225,6 +225,12 @@ class Store:
             raise SelectionError(f"no stored case matches {selection.describe()} (see `promptopt cases list`)")
         return chosen
 
+    def case_hashes(self, ids: Iterable[int]) -> dict[int, str]:
+        """The content hash each of the cases `ids` was stored under (what makes a case the same case)."""
+        with self.session() as session:
+            rows = session.execute(select(CaseRow.id, CaseRow.content_hash).where(CaseRow.id.in_(list(ids))))
+            return {case_id: digest for case_id, digest in rows}
+
     def delete_cases(self, ids: Sequence[int]) -> int:
         """Delete the cases `ids`, all or none: `CasesInUse` when a run used any of them (its split, scores and
         report need them; delete the run first). Returns how many were deleted."""
