@@ -121,9 +121,7 @@ def check_prompt(store: Store, task: ToolRoutingTask, prompt: str, cases: Sequen
         scorer = Scorer(task, model, evaluator, store, run.run_id, Budget.of(config), progress)
         results = scorer.score(run.seed_id, prompt, cases, "check")
         result = CheckResult(run.run_id, [CaseOutcome(c, results[c.id]) for c in cases], thresholds)
-        notices = scorer.take_notices()
-        store.add_step(run.run_id, 0, run.seed_id, -1.0, f"check {result.verdict}",
-                       {"notices": notices} if notices else None)
+        store.add_step(run.run_id, 0, run.seed_id, -1.0, f"check {result.verdict}", scorer.with_notices(None))
         run.finish(run.seed_id)
     result.calls = store.call_totals(run.run_id)
     return result

@@ -4,8 +4,9 @@ Calls are an upper bound from the split sizes, the loop's fixed work (seed on th
 validation, the best candidate of each step on validation, seed and winner on test) and the strategy's own
 `expected_calls`, plus the calls evaluators make per scored case (an LLM judge: one) and the optimizer model's
 calls the strategy declares (`expected_optimizer_work`, each at its full reply budget), all of which the run's
-budget counts too, each priced at its own model. Tokens are rough: about four characters per token for ASCII text and one per other character
-(Chinese), for the system prompt, the tool schemas (sent with every API call) and each case's messages."""
+budget counts too, each priced at its own model. Tokens are rough: about four characters per token for ASCII text
+and one per other character (Chinese), for the system prompt, the tool schemas (sent with every API call) and each
+case's messages."""
 from __future__ import annotations
 
 import json

@@ -106,7 +106,7 @@ def _search(writes: SearchWrites, run_id: str, scorer: Scorer, strategy: Strateg
         incumbent_val = scorer.score(seed.id, seed.prompt, val, "seed val")
         _require_answers({**incumbent_train, **incumbent_val})
         writes.add_step(run_id, 0, seed.id, accuracy(incumbent_val), "seed prompt",
-                        _with_notices(scorer, calibration) or None)
+                        scorer.with_notices(calibration) or None)
         say(f"seed: train {accuracy(incumbent_train):.1%}, validation {accuracy(incumbent_val):.1%}")
         with counter(say, "search", config.steps, "steps", say_counts=False) as steps_done:
             for step in range(1, config.steps + 1):
@@ -126,7 +126,7 @@ def _search(writes: SearchWrites, run_id: str, scorer: Scorer, strategy: Strateg
                         "no valid candidate beat the incumbent on the strategy's training sample"
                     message = f"{message}; no candidate to validate"
                     writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), message,
-                                    _with_notices(scorer, context.notes))
+                                    scorer.with_notices(context.notes))
                     say(f"step {step}: {message}")
                     steps_done.advance()
                     continue
@@ -143,22 +143,15 @@ def _search(writes: SearchWrites, run_id: str, scorer: Scorer, strategy: Strateg
                     incumbent, incumbent_val, incumbent_train = best.candidate, candidate_val, best.train_results
                 verdict = "accepted" if decision.accepted else "rejected"
                 writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val), f"{verdict}: {decision.reason}",
-                               _with_notices(scorer, context.notes))
+                               scorer.with_notices(context.notes))
                 say(f"step {step}: best of {len(proposals)} (train {best.train_accuracy:.1%}) {verdict}: "
                     f"{decision.reason}")
                 steps_done.advance()
     except BudgetExhausted as error:
         say(f"budget exhausted, stopping the search: {error}")
         writes.add_step(run_id, step, incumbent.id, accuracy(incumbent_val) if incumbent_val else -1.0,
-                       f"budget exhausted: {error}", _with_notices(scorer, {}) or None)
+                       f"budget exhausted: {error}", scorer.with_notices(None))
     return incumbent
-
-
-def _with_notices(scorer: Scorer, details: dict[str, Any]) -> dict[str, Any]:
-    """A step's details with the task model's notices since the last step (a switch of tool protocol), so the run
-    keeps what was said about how its model was asked."""
-    notices = scorer.take_notices()
-    return {**details, "notices": notices} if notices else details
 
 
 def _calibrate(scorer: Scorer, prompt: str, material: list[Case], say: Say) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.base import Evaluator, component_names, evaluate_all, model_calls_per_case
@@ -105,10 +105,12 @@ class Scorer:
                 self.progress(answer.notice)
                 self._notices.append(answer.notice)
 
-    def take_notices(self) -> list[str]:
-        """The backend notices said since the last call, for the step being stored (then forgotten)."""
+    def with_notices(self, details: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A step's details with the backend notices said since the last step (a switch of tool protocol), which
+        are then forgotten, so the run keeps what was said about how its model was asked (`details` as given when
+        there are none)."""
         notices, self._notices = self._notices, []
-        return notices
+        return {**(details or {}), "notices": notices} if notices else details
 
     def _record(self, prompt: str, chunk: Sequence[Case], routed: Sequence[Routed], label: str) -> list[CallRecord]:
         """Evaluate a chunk's answers into the cache (in one batch where the evaluator can); a failed call is a
