@@ -22,6 +22,7 @@ from promptopt.optimizer.strategy import Strategy
 from promptopt.request import RunRequest
 from promptopt.runs.case_import import CaseFileError, Problem, csv_rows, json_records
 from promptopt.runs.log_import import ParsedFile, read_source
+from promptopt.runs.mlflow_tracking import tracked, tracking_uri
 from promptopt.runs.resume import ResumedStore, ResumeError, StoredRun, load_resumable
 from promptopt.runs.store import ImportResult, Store
 from promptopt.runs.tables import store_problem
@@ -191,6 +192,7 @@ def optimize(request: RunRequest | None = None, progress: Callable[[str], None] 
     report = run_optimization(
         store, TASKS[request.task](tools=setup.tools, check_arguments=config.check_arguments), setup.seed_prompt,
         stored, backend, setup.strategy, evaluator, config, progress, optimizer_backend,
+        writes=tracked(store, store, tracking_uri(request.track, request.config_file)),
     )
     winner = store.candidate(report["winner"]["candidate_id"])
     return RunResult(run_id=report["run_id"], report=report, best_prompt=winner.prompt, seed_prompt=setup.seed_prompt)
@@ -200,23 +202,24 @@ def resume(run_id: str, db: str | None = None, progress: Callable[[str], None] |
            api_key: str | None = None, optimizer_api_key: str | None = None, concurrency: int | None = None,
            config_file: str | Path | None = None, model: ModelBackend | None = None,
            optimizer_model: ModelBackend | None = None, base_url: str | None = None,
-           optimizer_base_url: str | None = None) -> RunResult:
+           optimizer_base_url: str | None = None, track: str | None = None) -> RunResult:
     """Continue run `run_id` (interrupted or failed) to the result an uninterrupted run would have given: same
     config, split, seed prompt, tools and budget, the response cache answering every call already made. Keys come
     from the arguments, config file or environment (they are never stored); the model names and URLs come from
     the stored config (`base_url` / `optimizer_base_url` reach the same models where their endpoint has moved), or
-    pass the backend objects the run was started with. Raises `ResumeError` when it cannot."""
+    pass the backend objects the run was started with. `track` (else the config file, else $MLFLOW_TRACKING_URI) is
+    the MLflow tracking URI; a run tracked before continues its MLflow run. Raises `ResumeError` when it cannot."""
     store = Store(db)
     stored = load_resumable(store, run_id)
     with hold_writer(store, run_id):  # from here on no other process can write the run
         return _resumed(store, stored, progress, model, optimizer_model, (api_key, optimizer_api_key),
-                        (base_url, optimizer_base_url), concurrency, config_file)
+                        (base_url, optimizer_base_url), concurrency, config_file, track)
 
 
 def _resumed(store: Store, stored: StoredRun, progress: Callable[[str], None] | None, model: ModelBackend | None,
              optimizer_model: ModelBackend | None, keys: tuple[str | None, str | None],
              moved: tuple[str | None, str | None], concurrency: int | None,
-             config_file: str | Path | None) -> RunResult:
+             config_file: str | Path | None, track: str | None) -> RunResult:
     """`resume`'s work, once the run's writer lock is held."""
     run_id = stored.run.id
     config = RunConfig.from_json(stored.run.config)
@@ -231,7 +234,8 @@ def _resumed(store: Store, stored: StoredRun, progress: Callable[[str], None] | 
     report = run_optimization(
         store, TASKS[config.task](tools=stored.run.tools, check_arguments=config.check_arguments), stored.seed_prompt,
         store.cases(stored.case_ids), task_backend, make_strategy(config.strategy, config.options),
-        evaluator, config, progress, optimizer_backend, splits=stored.splits, writes=replay,
+        evaluator, config, progress, optimizer_backend, splits=stored.splits,
+        writes=tracked(replay, store, tracking_uri(track, config_file)),
     )
     winner = store.candidate(report["winner"]["candidate_id"])
     return RunResult(run_id=run_id, report=report, best_prompt=winner.prompt, seed_prompt=stored.seed_prompt)

@@ -120,6 +120,10 @@ RUN_SETTINGS: tuple[Setting, ...] = (
             resumable=True),
     Setting("db", str, None, f"SQLAlchemy database URL of the store (default: $PROMPTOPT_DB or {default_db_url()}).",
             resumable=True),
+    Setting("track", str, None, "MLflow tracking URI to log the run to (http://HOST:PORT of a tracking server, or "
+            "sqlite:///FILE): parameters, metrics by step, the test figures, the report and the winning prompt; an "
+            "unreachable one is one warning, never a failed run. Default: the config file's `track`, then "
+            "$MLFLOW_TRACKING_URI; needs promptopt[mlflow].", metavar="URI", resumable=True),
     _budget("calls", int, "model calls (the final test scoring is not counted)", 1),
     _budget("tokens", int, "tokens (in + out, cached calls included)", 1),
     _budget("usd", float, "dollars at list price (see the README's price table)", 0, open_below=True),

@@ -92,6 +92,9 @@ class RunRow(Base):
     writer: Mapped[str] = mapped_column(Text, default="")
     """The process writing the run ("pid N on HOST"), as it holds the run's writer lock (`runs.writer_lock`);
     empty for runs stored before writer locks."""
+    mlflow_run_id: Mapped[str] = mapped_column(String(64), default="")
+    """The MLflow run this run is tracked as (`--track`, `runs.mlflow_tracking`), so a resumed run continues it;
+    empty for a run never tracked."""
 
 
 class RunCaseRow(Base):

@@ -43,9 +43,9 @@ HELP = {
 @setting_flags(RUN_FLAGS[RUN_FLAGS.index("strategy") + 1:], HELP)
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID",
               help="Continue an interrupted or failed run with its stored settings, split and budget, the response "
-                   "cache answering the calls it already made; only --db, --api-key, --optimizer-api-key, --config, "
-                   "--concurrency, --base-url and --optimizer-base-url (the same models, moved), --json, --report, "
-                   "--quiet and --verbose may be given with it.")
+                   "cache answering the calls it already made; only --db, --track, --api-key, --optimizer-api-key, "
+                   "--config, --concurrency, --base-url and --optimizer-base-url (the same models, moved), --json, "
+                   "--report, --quiet and --verbose may be given with it.")
 @click.option("--estimate", is_flag=True,
               help="Print the expected model calls (a judge's included), tokens and cost of this run, then stop "
                    "without calling any model.")
@@ -99,7 +99,8 @@ def _resume(run_id: str, settings: dict[str, Any], progress: Progress) -> RunRes
         return resume(run_id, settings["db"], progress, api_key=settings["api_key"],
                       optimizer_api_key=settings["optimizer_api_key"],
                       concurrency=settings["concurrency"] if explicit else None, config_file=settings["config_file"],
-                      base_url=settings["base_url"], optimizer_base_url=settings["optimizer_base_url"])
+                      base_url=settings["base_url"], optimizer_base_url=settings["optimizer_base_url"],
+                      track=settings["track"])
 
 
 def _finish(result: RunResult, as_json: bool, db: str | None, report_file: str | None, progress: Progress) -> None:
