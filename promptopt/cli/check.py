@@ -17,12 +17,15 @@ from promptopt.cli.shared import progress_options, user_errors
 from promptopt.optimizer.check import CheckResult, Thresholds, check_prompt
 from promptopt.progress import Progress
 from promptopt.request import RunRequest
-from promptopt.tasks import TASKS
+from promptopt.runs.mlflow_tracking import is_registry_reference, load_registered_prompt, tracking_uri
+from promptopt.tasks import TASKS, checked_prompt
 
 CHECK_FLAGS = ["task", "tools", "model", "base_url", "api_key", "concurrency", "cache", "config_file", "evaluators",
                "all_must_pass", "pattern", "rubric", "judge_model", "judge_base_url", "judge_api_key",
-               "check_arguments", "db", "sources", "tags"]
-"""The run settings a check takes, as `promptopt run` has them."""
+               "check_arguments", "db", "sources", "tags", "track"]
+"""The run settings a check takes, as `promptopt run` has them (`--track`: where a registered PROMPT is read)."""
+HELP = {"track": {"help": "MLflow tracking URI of the registry a PROMPT mlflow:NAME/VERSION or mlflow:NAME@ALIAS is "
+                          "read from (default: the config file's `track`, then $MLFLOW_TRACKING_URI)."}}
 QUERY_CHARS = 70
 """How much of a broken case's query the report shows."""
 
@@ -55,22 +58,28 @@ class AccuracyFloor(click.ParamType):
               help="Fail below this accuracy on the checked cases: a fraction (0.8) or a percentage (80%).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the result as JUnit XML (one test case per case, one for the thresholds).")
-@setting_flags(CHECK_FLAGS)
+@setting_flags(CHECK_FLAGS, HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result as the last line.")
 @progress_options
 def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, as_json, progress, **values) -> None:
     """Score PROMPT_FILE on the stored cases (or --cases files) and fail when it breaks previously-good cases.
+    PROMPT_FILE may also be a prompt in MLflow's Prompt Registry: mlflow:NAME/VERSION or mlflow:NAME@ALIAS.
 
     Exits 0 when the prompt passes, 1 when more than --max-broken cases labelled good are wrong under it or its
     accuracy is below --min-accuracy (each broken case is listed), 2 when it could not check (a usage error, a bad
     prompt, cases, tools or config file, no cases, an unreachable store). The check is stored as a run of strategy
     `check`: `promptopt runs show RUN_ID` shows it again.
     """
-    request = RunRequest(prompt=prompt_file, max_broken=max_broken, **setting_values(values, CHECK_FLAGS))
+    registered = is_registry_reference(prompt_file)
+    request = RunRequest(prompt=None if registered else prompt_file, max_broken=max_broken,
+                         **setting_values(values, CHECK_FLAGS))
     try:
         with user_errors():
+            prompt = checked_prompt(load_registered_prompt(prompt_file, tracking_uri(request.track,
+                                                                                      request.config_file)),
+                                    prompt_file) if registered else None
             result = _run_check(request, case_files, CaseSelection.of(request.sources, request.tags), label,
-                                Thresholds(max_broken, min_accuracy), progress)
+                                Thresholds(max_broken, min_accuracy), progress, prompt)
     except click.ClickException as error:
         error.exit_code = 2  # the check could not measure anything: a CI job must not read it as a regression
         raise
@@ -82,9 +91,10 @@ def check(prompt_file, case_files, label, max_broken, min_accuracy, junit_file, 
 
 
 def _run_check(request: RunRequest, case_files: tuple[str, ...], selection: CaseSelection, label: str | None,
-               thresholds: Thresholds, progress: Progress) -> CheckResult:
+               thresholds: Thresholds, progress: Progress, prompt: str | None = None) -> CheckResult:
     """Resolve tools, prompt, model and evaluator as `promptopt run` does, pick the cases (the files', then the
-    stored ones `selection` takes; every stored case when neither is given), and score the prompt."""
+    stored ones `selection` takes; every stored case when neither is given), and score the prompt (`prompt`, the
+    text of a registered one, where given)."""
     from promptopt.api import _evaluator, _setup, _with_selected, import_case_files
     from promptopt.models import load_model
     from promptopt.runs.store import Store
@@ -103,7 +113,8 @@ def _run_check(request: RunRequest, case_files: tuple[str, ...], selection: Case
     config = replace(setup.config, evaluator=evaluator.name,
                      check_arguments=request.check_arguments or bool(getattr(evaluator, "check_arguments", False)))
     task = TASKS[request.task](tools=setup.tools, check_arguments=config.check_arguments)
-    return check_prompt(store, task, setup.seed_prompt, cases, backend, evaluator, config, thresholds, progress)
+    return check_prompt(store, task, prompt or setup.seed_prompt, cases, backend, evaluator, config, thresholds,
+                        progress)
 
 
 def _format(result: CheckResult, prompt_file: str) -> str:

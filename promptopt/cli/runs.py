@@ -8,9 +8,12 @@ from pathlib import Path
 import click
 
 from promptopt.cli.report import write_html
+from promptopt.cli.setting_flags import setting_option
 from promptopt.cli.shared import db_option, progress_options, user_errors
+from promptopt.run_settings import SETTINGS
 from promptopt.runs.compare import COLUMNS, NUMERIC_COLUMNS, Comparison, compare_runs
 from promptopt.runs.export import FORMATS, export_prompt
+from promptopt.runs.mlflow_tracking import REGISTRY_PREFIX, register_prompt, tracking_uri
 from promptopt.runs.report import format_report, full_run_id, run_provenance, run_report
 from promptopt.runs.store import Store
 from promptopt.runs.tables import RunRow
@@ -26,15 +29,27 @@ from promptopt.runs.writer_lock import hold_writers, run_status
 @click.option("--incumbent", is_flag=True,
               help="For a run that did not finish (interrupted, failed): write its incumbent, the best prompt it "
                    "had accepted so far, instead of refusing.")
+@click.option("--to", "destination", default=None, metavar=f"{REGISTRY_PREFIX}NAME",
+              help="Instead, register the prompt as a new version of prompt NAME in MLflow's Prompt Registry at "
+                   "--track, tagged with the run id, test accuracy and CI, p, model and protected regions.")
+@setting_option(SETTINGS["track"], help="MLflow tracking URI of the registry for --to (default: the config file's "
+                                        "`track`, then $MLFLOW_TRACKING_URI).")
 @db_option
-def export(run_id, output, fmt, incumbent, db) -> None:
+def export(run_id, output, fmt, incumbent, destination, track, db) -> None:
     """Write the winning system prompt of RUN_ID (a run that did not finish: refused, unless --incumbent)."""
     if fmt is None:
         suffix = Path(output).suffix.lstrip(".") if output else ""
         fmt = suffix if suffix in FORMATS else "md"
+    if destination and output:
+        raise click.UsageError("--to and -o/--output cannot be given together")
     with user_errors():
         store = Store(db)
-        text = export_prompt(store, full_run_id(store, run_id), fmt, incumbent)
+        run_id = full_run_id(store, run_id)
+        if destination:
+            name, version = register_prompt(store, run_id, destination, tracking_uri(track), fmt, incumbent)
+            click.echo(f"registered {REGISTRY_PREFIX}{name}/{version} from run {run_id}")
+            return
+        text = export_prompt(store, run_id, fmt, incumbent)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output} ({fmt})", err=True)

@@ -25,6 +25,7 @@ from promptopt.run_settings import SETTINGS
 from promptopt.runs.case_import import CaseFileError
 from promptopt.runs.compare import NothingToCompare
 from promptopt.runs.export import RunNotFinished
+from promptopt.runs.mlflow_tracking import RegistryError
 from promptopt.runs.report import AmbiguousRunId, RunNotFound
 from promptopt.runs.resume import ResumeError
 from promptopt.runs.store import CaseRejected, CasesInUse, StoreError
@@ -110,7 +111,7 @@ def user_errors() -> Iterator[None]:
         _verbose_traceback()
         raise click.ClickException(disk_full_message(error)) from None
     except (RunFailed, TooFewCases, RunNotFinished, ResumeError, NothingToCompare, SelectionError,
-            CasesInUse, AmbiguousRunId) as error:
+            CasesInUse, AmbiguousRunId, RegistryError) as error:
         raise click.ClickException(str(error)) from None
 
 

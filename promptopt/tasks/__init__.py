@@ -156,16 +156,22 @@ def load_prompt(path: str | Path) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TaskFileError(f"{path}: cannot read prompt file: {error}") from None
+    return checked_prompt(text, str(path))
+
+
+def checked_prompt(text: str, where: str) -> str:
+    """`text` as a system prompt read from `where` (a file, a registered prompt), refused as `load_prompt` refuses
+    a prompt file's text, naming `where` and the line."""
     if not text.strip():
-        raise TaskFileError(f"{path}: the prompt file is empty")
+        raise TaskFileError(f"{where}: the prompt is empty")
     nul = text.find("\x00")
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
-        raise TaskFileError(f"{path}:{line}: the prompt {NUL_MESSAGE}")
+        raise TaskFileError(f"{where}:{line}: the prompt {NUL_MESSAGE}")
     if len(text) > DEFAULT_MAX_CHARS:
-        raise TaskFileError(f"{path}: the prompt is too long: {len(text):,} characters, the limit is "
+        raise TaskFileError(f"{where}: the prompt is too long: {len(text):,} characters, the limit is "
                             f"{DEFAULT_MAX_CHARS:,}")
     unpaired = unpaired_marker(text)
     if unpaired:
-        raise TaskFileError(f"{path}:{unpaired[0]}: {unpaired[1]}")
+        raise TaskFileError(f"{where}:{unpaired[0]}: {unpaired[1]}")
     return text
