@@ -60,6 +60,7 @@ def test_an_older_store_gains_the_columns_later_versions_added(store_url, task):
         connection.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
         connection.execute(text("ALTER TABLE runs DROP COLUMN writer"))
         connection.execute(text("ALTER TABLE runs DROP COLUMN promptopt_version"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN mlflow_run_id"))
         connection.execute(text("ALTER TABLE run_cases DROP COLUMN position"))
         connection.execute(text("INSERT INTO runs (id, task, strategy, status, config, tools, summary, error, "
                                 "created_at) VALUES ('old', 'tool-routing', 'demos', 'running', '{}', '[]', '{}', "
@@ -69,5 +70,6 @@ def test_an_older_store_gains_the_columns_later_versions_added(store_url, task):
     assert "position" in {c["name"] for c in inspect(upgraded.engine).get_columns("run_cases")}
     assert upgraded.run("old").heartbeat_at is None and shown_status(upgraded.run("old")) == "interrupted"
     assert upgraded.run("old").writer == "" and run_status(upgraded, upgraded.run("old")) == "interrupted"
+    assert upgraded.run("old").mlflow_run_id == ""
     result = optimize(model=ScriptedModel(task), db=store_url, **OPTIONS, **RUNS["demos"])
     assert upgraded.run(result.run_id).heartbeat_at is not None
