@@ -150,8 +150,8 @@ def test_dspy_options_are_refused_for_other_strategies(tmp_path):
 
 @pytest.mark.model
 @pytest.mark.parametrize("strategy, options", [
-    ("dspy-bootstrap", {"candidates": 1, "n_demos": 2, "labeled_demos": 2, "train_sample": 8}),
-    ("dspy-copro", {"candidates": 2, "depth": 1, "train_sample": 8, "reply_tokens": 48}),
+    ("dspy-bootstrap", {"candidates": 1, "n_demos": 2, "labeled_demos": 2, "train_sample": 4}),
+    ("dspy-copro", {"candidates": 2, "depth": 1, "train_sample": 4, "reply_tokens": 32}),
 ])
 def test_dspy_on_the_embedded_model_exports_the_prompt_it_measured(tmp_path, small_case_file, shared_weights,
                                                                    strategy, options):

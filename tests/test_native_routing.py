@@ -85,10 +85,11 @@ def test_call_branches_are_scored_up_to_the_token_that_tells_them_apart():
 
 @pytest.mark.model
 def test_packed_call_scores_equal_the_naive_reference(qwen, task):
-    tools, prompt = task.tools[:4], "You are FreshMart's shopping assistant."  # short: the reference is slow
-    packed = qwen.native_logprobs(prompt, tools, CONVERSATIONS)
-    naive = qwen.native_logprobs(prompt, tools, CONVERSATIONS, naive=True)
-    assert packed.shape == (3, len(tools) + 1)
+    tools, prompt = task.tools[:3], "You are FreshMart's shopping assistant."  # short: the reference is slow
+    conversations = CONVERSATIONS[1:]  # a multi-turn Chinese one and a reply
+    packed = qwen.native_logprobs(prompt, tools, conversations)
+    naive = qwen.native_logprobs(prompt, tools, conversations, naive=True)
+    assert packed.shape == (2, len(tools) + 1)
     assert np.abs(packed - naive).max() < 2e-3
     assert [t["function"]["name"] for t in routing_tools(task.tools)][-1] == REPLY_TOOL
 
