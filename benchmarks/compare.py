@@ -4,7 +4,8 @@ For each dataset (the bundled grocery task and tool-routing tasks built from BFC
 `../shared/data/`, skipped with a message where absent) and each strategy (demos, opro, apo, bpo and the DSPy
 bridge's dspy-copro, dspy-mipro, dspy-bootstrap, dspy-gepa, where installed), one `promptopt` run under the same
 model-call budget: seed and winner accuracy on the held-out test split with 95 % intervals, paired p, model
-calls, tokens and wall time, all read from the run's report. Prints a table, writes it as Markdown and CSV under
+calls, tokens and wall time, all read from the run's report, and what became of its candidates (proposed, valid,
+scored, accepted) from the store. Prints a table, writes it as Markdown and CSV under
 `--results`, and ends with one JSON line.
 
 `--append` adds rows to an earlier comparison in the same results folder (a strategy installed later, say).
@@ -54,7 +55,7 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
 SMALL_STEPS = {"apo": 2, "opro": 2}
 
 COLUMNS = ["dataset", "strategy", "seed_acc", "seed_ci", "winner_acc", "winner_ci", "p_value", "accepted",
-           "model_calls", "tokens", "wall_s", "run_id", "note"]
+           "proposed", "valid", "scored", "accepted_candidates", "model_calls", "tokens", "wall_s", "run_id", "note"]
 
 
 def prepare(dataset: str, folder: Path, cases: int, seed: int) -> dict[str, Any]:
@@ -103,13 +104,30 @@ def run_one(dataset: str, strategy: str, inputs: dict[str, Any], args: argparse.
                 "wall_s": round(time.perf_counter() - started, 1)}
     report = result.report
     return {
-        "dataset": dataset, "strategy": strategy,
+        "dataset": dataset, "strategy": strategy, **candidate_counts(db, result.run_id),
         "seed_acc": report["seed"]["test_accuracy"], "seed_ci": report["seed"]["ci95"],
         "winner_acc": report["winner"]["test_accuracy"], "winner_ci": report["winner"]["ci95"],
         "p_value": report["p_value"], "accepted": report["accepted"], "model_calls": report["model_calls"],
         "tokens": report["tokens_in"] + report["tokens_out"], "wall_s": round(time.perf_counter() - started, 1),
         "run_id": result.run_id, "test_cases": report["test_cases"], "note": "",
     }
+
+
+def candidate_counts(db: str, run_id: str) -> dict[str, int]:
+    """What became of the run's candidates (the seed left out; DSPy's trials counted): proposed, valid (not
+    refused by validation), scored (evaluated on any case) and accepted."""
+    from promptopt.runs.store import Store
+
+    store = Store(db)
+    made = [c for c in store.candidates(run_id) if c.operator != "seed"]
+    return {"proposed": len(made), "valid": sum(c.status != "invalid" for c in made),
+            "scored": sum(bool(store.evaluations(c.id)) for c in made),
+            "accepted_candidates": sum(c.status == "accepted" for c in made)}
+
+
+def _counts(row: dict[str, Any]) -> str:
+    keys = ("proposed", "valid", "scored", "accepted_candidates")
+    return "" if row.get("proposed") is None else " / ".join(str(row.get(k, "")) for k in keys)
 
 
 def _pct(value: Any) -> str:
@@ -122,13 +140,14 @@ def _ci(value: Any) -> str:
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The comparison as a Markdown table."""
-    lines = ["| dataset | strategy | seed test % | 95% CI | winner test % | 95% CI | p | accepted | model calls "
-             "| tokens | wall s | note |", "|" + "---|" * 12]
+    lines = ["| dataset | strategy | seed test % | 95% CI | winner test % | 95% CI | p | accepted | candidates "
+             "proposed / valid / scored / accepted | model calls | tokens | wall s | note |", "|" + "---|" * 13]
     for r in rows:
         p = r.get("p_value")
         lines.append(f"| {r['dataset']} | {r['strategy']} | {_pct(r.get('seed_acc'))} | {_ci(r.get('seed_ci'))} | "
                      f"{_pct(r.get('winner_acc'))} | {_ci(r.get('winner_ci'))} | "
-                     f"{'' if p is None else f'{p:.3g}'} | {r.get('accepted', '')} | {r.get('model_calls', '')} | "
+                     f"{'' if p is None else f'{p:.3g}'} | {r.get('accepted', '')} | {_counts(r)} | "
+                     f"{r.get('model_calls', '')} | "
                      f"{r.get('tokens', '')} | {r.get('wall_s', '')} | {r.get('note', '')} |")
     return lines
 

@@ -12,6 +12,7 @@ from promptopt.case import Case
 from promptopt.models.base import Completion, ModelBackend
 from promptopt.optimizer.candidates import Candidate, validation_problem
 from promptopt.optimizer.options import Option, resolve_options
+from promptopt.optimizer.prompt_parts import PromptParts
 from promptopt.optimizer.prompt_text import normalized
 from promptopt.optimizer.scorer import CaseResult, Scorer, accuracy
 from promptopt.runs.search_writes import SearchWrites
@@ -125,6 +126,11 @@ class SearchContext:
         if outside:
             raise ValueError(f"a strategy scores training cases only; not in the training split: {outside[:5]}")
         return self._scorer.score(candidate_id, prompt, cases, label=label)
+
+    def parts(self, prompt: str) -> PromptParts:
+        """`prompt` cut into the text an optimizer may rewrite and the fixed parts a rewrite is spliced back into
+        (`PromptParts`): the one way every strategy shows a prompt to the optimizer model and reads its reply."""
+        return PromptParts.of(prompt, self.tool_names)
 
     def register(self, candidate: Candidate, step: int) -> str | None:
         """Store the proposal (its id is set) and return why it may not be evaluated, or None when it may."""

@@ -6,10 +6,10 @@ import re
 import pytest
 
 from promptopt.evaluators.tool_call import ToolCallEvaluator
-from promptopt.optimizer.strategies.apo import ApoStrategy, between_tags
 from promptopt.optimizer.loop import RunConfig, run_optimization
+from promptopt.optimizer.strategies.apo import ApoStrategy, between_tags
 from promptopt.tasks.tool_routing import ToolRoutingTask
-from tests.fakes import SEED, TOOLS, FakeWriter, RuleRouter
+from tests.fakes import PROTECTED, SEED, TOOLS, FakeWriter, RuleRouter
 
 
 class GradientScript(FakeWriter):
@@ -24,6 +24,7 @@ class GradientScript(FakeWriter):
 
     def reply(self, messages, temperature, sample_index):
         text = messages[0]["content"]
+        assert "No medical advice" not in text and "protected -->" not in text  # the protected text never shown
         if "Give one reason" in text:
             self.calls["gradient"] += 1
             pairs = re.findall(r"chosen: (\S+); right: (\S+)", text)
@@ -31,11 +32,11 @@ class GradientScript(FakeWriter):
             return f"<START>missing rule for {pairs[0][1]}<END>"
         if "The reason is:" in text:
             self.calls["edit"] += 1
-            prompt = re.search(r'My current prompt is:\n"(.*?)"\n\nWith it', text, re.S).group(1)
+            prompt = re.search(r'The instructions of my current prompt are:\n"(.*?)"\n\n', text, re.S).group(1)
             tool = re.search(r"missing rule for (\S+)", text).group(1)
             return f"<START>{prompt.rstrip()}\n{tool} handles its own requests.\n<END>"
         self.calls["paraphrase"] += 1
-        prompt = re.search(r"Prompt:\n(.*)\n\nWrap the variation", text, re.S).group(1)
+        prompt = re.search(r"Instructions:\n(.*)\n\nWrap the variation", text, re.S).group(1)
         return f"<START>{prompt}\n(variation {self.calls['paraphrase']})<END>"
 
 
@@ -60,6 +61,7 @@ def test_apo_pipeline(store, scripted_cases):
         assert f"{tool} handles" in edit.prompt and edit.parent_ids == [edit.details["parent"]]
         assert edit.details["error_case_ids"]
     assert any(c.operator == "apo-paraphrase" and "(variation" in c.prompt for c in successors)
+    assert all(c.prompt.endswith(f"{PROTECTED}\n") for c in successors)  # spliced back byte for byte
 
     # at most max_successors per parent per round; beam width and evaluation budget respected
     per_parent: dict[tuple[int, int], int] = {}

@@ -68,7 +68,7 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, scripted_cases):
     script = BpoScript(
         analyses=[tagged(prompt_with(1)),                                  # kept
                   tagged(prompt_with(4) + "Be extremely thorough. " * 40),  # length ratio > 3
-                  tagged(prompt_with(2).replace("No medical advice.", "Anything goes.")),
+                  tagged(prompt_with(2).replace("manage_cart", "the cart")),  # a tool dropped
                   tagged(SEED),                                            # identical to the original
                   tagged(prompt_with(1)),                                  # duplicate of the first
                   "I think the prompt is fine."],                           # no improved prompt
@@ -80,14 +80,17 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, scripted_cases):
     request = script.analysis_requests[0]
     assert request.count("Bad response: answer without a tool") == 2 and request.count("It should have been: call") == 2
     assert request.count("Good response: answer without a tool") == 2
-    assert "step by step" in request and "<PROMPT>" in request and PROTECTED in request and "manage_cart" in request
+    assert "step by step" in request and "<PROMPT>" in request and "manage_cart" in request
+    assert "protected section of 1 line(s)" in request and "No medical advice" not in request  # described, not shown
 
     pairs = Store(store.url).bpo_pairs(run_id, kept_only=False)
     assert [p.kept for p in pairs] == [True, False, False, False, False, False]
     assert [p.rejection.split(":")[0] for p in pairs[1:]] == [
-        "length ratio outside [0.5, 3.0]", "a protected region was edited, removed or added",
+        "length ratio outside [0.5, 3.0]", "no longer names tool(s)",
         "identical to the original", "duplicate of an earlier pair", "no improved prompt in the reply"]
-    assert pairs[0].analysis == ANALYSIS and pairs[0].original == SEED and pairs[0].optimized == prompt_with(1).strip()
+    # a pair holds the editable texts: the protected region is neither shown nor learnt
+    assert pairs[0].analysis == ANALYSIS and pairs[0].original == SEED.replace(PROTECTED, "").strip()
+    assert pairs[0].optimized == prompt_with(1).replace(PROTECTED, "").strip()
     assert pairs[0].source == "store-feedback" and len(pairs[0].details["wrong_case_ids"]) == 2
     assert [p.id for p in store.bpo_pairs(run_id)] == [pairs[0].id]
 
@@ -95,7 +98,7 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, scripted_cases):
     (rewrite,) = {json.dumps(r) for r in script.rewrite_requests}
     rewrite = json.loads(rewrite)
     assert [m["role"] for m in rewrite] == ["system", "user", "assistant", "user"]
-    assert rewrite[2]["content"] == pairs[0].optimized and rewrite[3]["content"] == SEED
+    assert rewrite[2]["content"] == pairs[0].optimized and rewrite[3]["content"] == pairs[0].original
 
     # aggressive: three samples, the duplicate dropped, both others scored; the best (3 rules) is accepted
     candidates = [c for c in store.candidates(run_id) if c.operator == "bpo-prompted"]
@@ -103,7 +106,7 @@ def test_pairs_are_filtered_stored_and_rewrites_accepted(store, scripted_cases):
     assert all(c.details["pair_ids"] == [p.id for p in pairs] and c.details["mode"] == "aggressive" for c in candidates)
     assert all(c.parent_ids == [report["seed"]["candidate_id"]] for c in candidates)
     winner = store.candidate(report["winner"]["candidate_id"])
-    assert winner.prompt == prompt_with(3, 1).strip() and winner.status == "accepted"
+    assert winner.prompt == prompt_with(3, 1) and winner.status == "accepted"  # spliced back as the seed is laid out
     assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
     step = store.steps(run_id)[1]
     assert step.details["summary"].startswith("bpo: 6 feedback group(s) -> 1 of 6 pairs kept")
@@ -122,7 +125,8 @@ def test_every_rewrite_invalid_is_said_plainly(store, scripted_cases):
     assert report["status"] == "finished" and report["winner"]["candidate_id"] == report["seed"]["candidate_id"]
     step = store.steps(report["run_id"])[1]
     assert "0 of 1 pairs kept (1x no improved prompt in the reply)" in step.message
-    assert "1 stable rewrite(s) from the prompted rewriter: 0 scored, 1 invalid (1x a protected region" in step.message
+    assert "1 stable rewrite(s) from the prompted rewriter: 0 scored, 1 invalid (1x no longer names tool(s))" in \
+        step.message
     assert step.message.endswith("no candidate to validate")
 
 
@@ -131,7 +135,8 @@ def test_pair_filters():
     longer = original + " Say which tool fits."
     assert pair_rejection(original, longer, ["get_order_status"]) is None
     assert pair_rejection(original, "  " + original + "\n", []) == "identical to the original"
-    assert pair_rejection(original, PROTECTED, []).startswith("length ratio outside [0.5, 3.0]: 0.")
+    assert pair_rejection(original, "Route requests.", []).startswith("length ratio outside [0.5, 3.0]: 0.")
+    assert pair_rejection(original, PROTECTED, []) == "no improved prompt in the reply"
     assert pair_rejection(original, longer.replace("find_stores", "stores"), ["find_stores"]) == \
         "no longer names tool(s): find_stores"
     assert split_reply("why\n<PROMPT>better</PROMPT>") == ("why", "better")
@@ -190,7 +195,7 @@ def test_run_with_a_fine_tuned_rewriter_charges_its_calls(store, scripted_cases,
     (candidate,) = [c for c in store.candidates(report["run_id"]) if c.operator == "bpo-fine-tuned"]
     assert candidate.details["source"] == str(tmp_path) and candidate.details["demonstrations"] == 0
     assert [m["role"] for m in rewriter_model.rewrite_requests[0]] == ["system", "user"]
-    assert store.candidate(report["winner"]["candidate_id"]).prompt == prompt_with(2, 5).strip()
+    assert store.candidate(report["winner"]["candidate_id"]).prompt == prompt_with(2, 5)
     assert not script.rewrite_requests
     with store.session() as session:
         models = session.scalars(select(ModelCallRow.model).where(ModelCallRow.role == "optimizer")).all()
@@ -207,9 +212,9 @@ def test_cli_rewrite_and_strategy_options(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["bpo", "rewrite", str(prompt_file), "--mode", "aggressive", "--samples", "3",
                                        "-o", str(out), "--db", db])
     assert result.exit_code == 0, result.output
-    assert "rewrite refused: a protected region was edited" in result.output
-    assert (tmp_path / "better.1.md").read_text() == prompt_with(1, 1).strip()
-    assert (tmp_path / "better.2.md").read_text() == prompt_with(2, 2).strip()
+    assert "rewrite refused: no longer names tool(s)" in result.output
+    assert (tmp_path / "better.1.md").read_text() == prompt_with(1, 1)  # the protected region spliced back
+    assert (tmp_path / "better.2.md").read_text() == prompt_with(2, 2)
 
     runner = CliRunner()
     refused = runner.invoke(main, ["run", "--strategy", "demos", "--mode", "aggressive", "--db", db])

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from promptopt.api import optimize
 from promptopt.cli import main
+from promptopt.optimizer.prompt_parts import PromptParts
 from promptopt.optimizer.strategies.bpo.pairs import export_jsonl
 from promptopt.optimizer.strategies.bpo.rewriter import MODES, load_rewriter
 from promptopt.runs.store import Store
@@ -48,7 +49,7 @@ def test_bpo_train_lowers_loss_and_saves_a_rewriter(tmp_path):
     assert rewriter.kind == "fine-tuned" and not completion.error and completion.text.strip()
 
 
-def test_bpo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):
+def test_bpo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file, task):
     db = f"sqlite:///{tmp_path / 'store.db'}"
     result = optimize(cases=[small_case_file], strategy="bpo", optimizer_model="embedded",
                       optimizer_base_url=server.base_url, db=db, steps=1, feedback_groups=1, group_size=2,
@@ -56,10 +57,12 @@ def test_bpo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case
     assert result.report["status"] == "finished"
     store = Store(db)
     (pair,) = store.bpo_pairs(result.run_id, kept_only=False)
-    assert pair.source == "store-feedback" and pair.original == result.seed_prompt
+    names = [t["function"]["name"] for t in task.tools]
+    assert pair.source == "store-feedback" and pair.original == PromptParts.of(result.seed_prompt, names).editable
     assert pair.details["raw_reply"] and (pair.kept or pair.rejection)
     rewrites = [c for c in store.candidates(result.run_id) if c.operator == "bpo-prompted"]
     assert len(rewrites) == 1 and rewrites[0].details["pair_ids"] == [pair.id]
     assert rewrites[0].status != "proposed" and (rewrites[0].status != "invalid" or rewrites[0].rejection)
     (step,) = [s for s in store.steps(result.run_id) if s.step == 1]
-    assert "bpo: 1 feedback group(s) -> " in step.message and "1 stable rewrite(s) from the prompted" in step.message
+    summary = step.details["summary"]
+    assert "bpo: 1 feedback group(s) -> " in summary and "1 stable rewrite(s) from the prompted" in summary

@@ -37,7 +37,8 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, scripted_cases):
     invalid = SEED.replace("No medical advice.", "Anything goes.")
     dropped_tool = prompt_with(2).replace("manage_cart", "the cart")
     script = [
-        # step 1: a duplicate pair, a copy of the seed, an edited protected region, a dropped tool, and 3 new
+        # step 1: a duplicate pair, a copy of the seed, a copy with its protected region edited (the engine puts
+        # the region back, so it is the seed again), a dropped tool, 3 new, and a reply without tags
         [wrap(prompt_with(1)), wrap(prompt_with(1)), wrap(SEED), wrap(invalid), wrap(dropped_tool),
          wrap(prompt_with(2)), wrap(prompt_with(0, 1)), "no tags at all, just prose"],
         # steps 2 to 5: eight new prompts each, getting better
@@ -60,7 +61,8 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, scripted_cases):
         assert 1 <= len(pairs) <= 20
         assert scores == sorted(scores) and all(0 <= s <= 100 for s in scores)
         assert meta.count("Request: request ") == 3 and "Right tool: " in meta
-        assert PROTECTED in meta and "<PROMPT>" in meta
+        assert "<PROMPT>" in meta and "a protected section of 1 line(s)" in meta.lower()
+        assert "No medical advice" not in meta and "protected -->" not in meta  # never shown, never copied
     assert [len(PAIR.findall(meta)) for meta in optimizer.meta_prompts] == [1, 4, 12, 20, 20]  # 28 known by step 5
     best_shown = PAIR.findall(optimizer.meta_prompts[4])[-1]
     assert best_shown[1] == "80" and "manage_cart handles" not in best_shown[0]  # the best so far comes last
@@ -68,7 +70,8 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, scripted_cases):
     # duplicates and invalid candidates never reach the task model
     assert invalid not in router.prompts and dropped_tool not in router.prompts
     stored = store.candidates(report["run_id"])
-    assert sum(c.status == "invalid" for c in stored) == 3
+    assert sum(c.status == "invalid" for c in stored) == 2
+    assert all(c.prompt.endswith(f"{PROTECTED}\n") for c in stored)  # spliced back byte for byte
     assert sum(c.prompt.strip() == prompt_with(1).strip() for c in stored) == 1
     assert not any(c.prompt == SEED and c.operator == "opro" for c in stored)
 
@@ -78,9 +81,8 @@ def test_opro_meta_prompt_history_filtering_and_winner(store, scripted_cases):
     assert report["winner"]["test_accuracy"] > report["seed"]["test_accuracy"]
     steps = store.steps(report["run_id"])
     assert [s.details.get("meta_prompt") for s in steps[1:]] == optimizer.meta_prompts
-    assert steps[1].details["samples"] == {"samples": 8, "failed": 0, "duplicates": 2, "invalid": 3, "scored": 3,
-                                           "invalid_reasons": {"a protected region was edited, removed or added": 2,
-                                                               "no longer names tool(s)": 1}}
+    assert steps[1].details["samples"] == {"samples": 8, "failed": 0, "duplicates": 3, "invalid": 2, "scored": 3,
+                                           "invalid_reasons": {"no longer names tool(s)": 2}}
     assert report["model_calls"] >= 5 * 8
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from promptopt.api import optimize
 from promptopt.case import NO_TOOL
+from promptopt.markup import protected_regions
 from promptopt.runs.case_import import read_cases
 from promptopt.runs.store import Store
 from tests.support import case_record, write_jsonl
@@ -89,11 +90,14 @@ def test_opro_run_with_the_served_model_as_optimizer(server, tmp_path, small_cas
     (step,) = [s for s in store.steps(result.run_id) if s.step == 1]
     assert "<PROMPT>" in step.details["meta_prompt"] and "score:" in step.details["meta_prompt"]
     assert step.details["samples"]["samples"] == 2
-    assert "opro: 2 samples from the optimizer model" in step.message
+    assert "opro: 2 samples from the optimizer model" in step.details["summary"]
     assert any("opro: 2 samples" in m for m in messages)
     opro = [c for c in store.candidates(result.run_id) if c.operator == "opro"]
     assert all(c.details["raw_reply"] for c in opro)
-    assert all(c.status == "invalid" and c.rejection for c in opro if c.status != "rejected")
+    # whatever the small model wrote, a candidate it made keeps the seed's protected region (spliced back)
+    seed_regions = protected_regions(result.seed_prompt)
+    assert all(protected_regions(c.prompt) == seed_regions for c in opro if c.prompt)
+    assert all(c.rejection for c in opro if c.status == "invalid")
 
 
 def test_apo_run_with_the_served_model_as_optimizer(server, tmp_path, small_case_file):

@@ -4,8 +4,9 @@ Each round, for every prompt in the beam: score it on a minibatch of `minibatch`
 failures, ask the optimizer model for `gradients` textual gradients (each call sees its own sample of
 `error_sample` failures and says why the prompt gets them wrong); for each gradient, one edited prompt that
 fixes it; for each edit, `paraphrases` Monte-Carlo paraphrases; keep at most `max_successors` successors per
-parent. Invalid successors (protected region edited, a tool dropped, too long) are discarded before any
-evaluation. The next beam of `beam_width` is chosen among parents and successors by a best-arm bandit
+parent. The optimizer model sees and writes the prompts' editable text only (`PromptParts`: the tool list,
+protected regions and examples are described, never copied) and every reply is spliced back into the parent's
+fixed parts. Invalid successors (a tool dropped, too long) are discarded before any evaluation. The next beam of `beam_width` is chosen among parents and successors by a best-arm bandit
 (`promptopt.optimizer.bandits`; UCB by default) that spends at most `eval_budget` pulls, a pull scoring one arm
 on `pull_size` random training cases. Every successor stores its lineage: parent, gradient, the failures the
 gradient was drawn from, and whether it is an edit or a paraphrase. Defaults follow the paper.
@@ -17,7 +18,6 @@ from typing import Sequence
 import numpy as np
 
 from promptopt.case import Case
-from promptopt.markup import protected_regions
 from promptopt.optimizer.bandits import ALGORITHMS, select_arms
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option, OptionError
@@ -29,23 +29,23 @@ START, END = "<START>", "<END>"
 
 GRADIENT_REQUEST = (
     "I am writing the system prompt of an assistant that reads each user request and calls one of these tools, "
-    "or none when no tool fits: {tools}.\n\nMy current prompt is:\n\"{prompt}\"\n\n"
+    "or none when no tool fits: {tools}.\n\nThe instructions of my current prompt are:\n\"{prompt}\"\n\n{fixed}"
     "With it, the assistant gets these requests wrong:\n{errors}\n\n"
     "Give one reason why the prompt could have led to these mistakes. Wrap the reason in {start} and {end}."
 )
 EDIT_REQUEST = (
     "I am writing the system prompt of an assistant that reads each user request and calls one of these tools, "
-    "or none when no tool fits: {tools}.\n\nMy current prompt is:\n\"{prompt}\"\n\n"
+    "or none when no tool fits: {tools}.\n\nThe instructions of my current prompt are:\n\"{prompt}\"\n\n{fixed}"
     "With it, the assistant gets these requests wrong:\n{errors}\n\n"
     "The reason is: {gradient}\n\n"
-    "Based on this, write an improved prompt that fixes these mistakes. Keep every tool name, and copy this "
-    "protected section unchanged, markers included:\n{protected}\n\nWrap the new prompt in {start} and {end}."
+    "Based on this, write improved instructions that fix these mistakes.{names} Wrap them in {start} and {end}."
 )
 PARAPHRASE_REQUEST = (
-    "Write a variation of the following system prompt that keeps its meaning. Keep every tool name, and copy "
-    "this protected section unchanged, markers included:\n{protected}\n\n"
-    "Prompt:\n{prompt}\n\nWrap the variation in {start} and {end}."
+    "Write a variation of the following instructions that keeps their meaning.{names}\n\n"
+    "Instructions:\n{prompt}\n\nWrap the variation in {start} and {end}."
 )
+NAMES = " Keep every tool name."
+"""Asked for only where the prompt has no tool list among its fixed parts (which keeps the names by itself)."""
 
 
 def between_tags(text: str) -> list[str]:
@@ -157,14 +157,16 @@ class ApoStrategy(StrategyBase):
         if not failures:
             return []
         tools = ", ".join(context.tool_names)
-        protected = "\n".join(protected_regions(context.seed_prompt)) or "(none)"
+        parts = context.parts(parent.prompt)
+        shown = {"tools": tools, "prompt": parts.editable, "fixed": parts.note() + "\n\n" if parts.note() else "",
+                 "start": START, "end": END}
+        names = "" if parts.has_tool_list else NAMES
         samples = []
         for _ in range(self.gradients):
             picks = context.rng.choice(len(failures), size=min(self.error_sample, len(failures)), replace=False)
             samples.append([failures[int(i)] for i in picks])
         replies = context.ask_optimizer(
-            [[{"role": "user", "content": GRADIENT_REQUEST.format(
-                tools=tools, prompt=parent.prompt, errors=render_errors(errors, scored), start=START, end=END)}]
+            [[{"role": "user", "content": GRADIENT_REQUEST.format(errors=render_errors(errors, scored), **shown)}]
              for errors in samples], self.temperature, self.reply_tokens)
         gradients = [(errors, (between_tags(r.text) or [""])[0]) for errors, r in zip(samples, replies) if not r.error]
         gradients = [(errors, g) for errors, g in gradients if g]
@@ -173,8 +175,8 @@ class ApoStrategy(StrategyBase):
             return []
         edits = context.ask_optimizer(
             [[{"role": "user", "content": EDIT_REQUEST.format(
-                tools=tools, prompt=parent.prompt, errors=render_errors(errors, scored), gradient=gradient,
-                protected=protected, start=START, end=END)}] for errors, gradient in gradients],
+                errors=render_errors(errors, scored), gradient=gradient, names=names, **shown)}]
+             for errors, gradient in gradients],
             self.temperature, self.reply_tokens)
         lineage = {"parent": parent.id, "step": step}
         successors = []
@@ -183,13 +185,13 @@ class ApoStrategy(StrategyBase):
                 continue
             details = {**lineage, "gradient": gradient, "error_case_ids": [c.id for c in errors],
                        "kind": "edit"}
-            successors.append(Candidate(prompt=between_tags(reply.text)[0], operator="apo-edit",
+            successors.append(Candidate(prompt=parts.splice(between_tags(reply.text)[0]), operator="apo-edit",
                                         parent_ids=[parent.id] if parent.id is not None else [],
                                         rationale=gradient, details=details))
         counts["edits"] += len(successors)
         if self.paraphrases and successors:
             requests = [[{"role": "user", "content": PARAPHRASE_REQUEST.format(
-                protected=protected, prompt=edit.prompt, start=START, end=END)}]
+                names=names, prompt=context.parts(edit.prompt).editable, start=START, end=END)}]
                 for edit in successors for _ in range(self.paraphrases)]
             replies = context.ask_optimizer(requests, max(self.temperature, 0.7), self.reply_tokens)
             edits_list = [edit for edit in successors for _ in range(self.paraphrases)]
@@ -198,7 +200,8 @@ class ApoStrategy(StrategyBase):
                     continue
                 counts["paraphrases"] += 1
                 successors.append(Candidate(
-                    prompt=between_tags(reply.text)[0], operator="apo-paraphrase", parent_ids=list(edit.parent_ids),
+                    prompt=parts.splice(between_tags(reply.text)[0]), operator="apo-paraphrase",
+                    parent_ids=list(edit.parent_ids),
                     rationale=edit.rationale, details={**edit.details, "kind": "paraphrase"}))
         if len(successors) > self.max_successors:
             keep = sorted(context.rng.choice(len(successors), size=self.max_successors, replace=False))

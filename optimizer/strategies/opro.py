@@ -4,10 +4,12 @@ prompts so far with their scores and asked for a new one.
 Each step builds one meta-prompt: a task description (the assistant and its tools), up to `history` of the
 best (prompt, score) pairs so far sorted ascending so the best comes last, with scores as integers 0-100; a
 few exemplar training cases (conversation and expected tool), preferring ones the current best prompt gets
-wrong; and the instruction to write a prompt different from and better than all of them. The optimizer model
-samples `candidates` replies to it at `temperature` (one call each). Replies are cut out of their
-<PROMPT></PROMPT> tags; duplicates of each other or of the history, and invalid prompts (protected region
-edited, a tool dropped, too long), are dropped before any evaluation. The rest are scored on one fixed
+wrong; and the instruction to write a prompt different from and better than all of them. Prompts are shown and
+written as their editable text only (`PromptParts`): the meta-prompt says what the fixed parts (tool list,
+protected regions, examples) hold without repeating the protected text, and each reply, cut out of its
+<PROMPT></PROMPT> tags, is spliced back into the incumbent's fixed parts. The optimizer model samples
+`candidates` replies at `temperature`. Duplicates of each other or of the history, and invalid prompts (a tool
+dropped, too long), are dropped before any evaluation. The rest are scored on one fixed
 training subset through the shared scorer, join the history, and the best of the step goes to acceptance.
 Defaults follow the paper's code: 8 samples per step at temperature 1.0, 20 prompts in the history, 3
 exemplars. The meta-prompt of every step is stored with the step.
@@ -19,7 +21,6 @@ from typing import Sequence
 
 from promptopt.case import Case
 from promptopt.chat_messages import message_text
-from promptopt.markup import protected_regions
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
 from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
@@ -31,30 +32,28 @@ TAG_OPEN, TAG_CLOSE = PROMPT_TAGS
 
 META_TEXT = {
     "en": {
-        "intro": ("Your task is to write the system prompt {open}{close} for an assistant that reads each user "
-                  "request and calls exactly one of these tools, or none when no tool fits:\n{tools}\n\n"
-                  "Below are earlier system prompts with their scores. A score is the share of training "
+        "intro": ("Your task is to write the instructions {open}{close} of the system prompt of an assistant that "
+                  "reads each user request and calls exactly one of these tools, or none when no tool fits:\n"
+                  "{tools}\n\nBelow are earlier instructions with their scores. A score is the share of training "
                   "requests routed to the right tool, from 0 to 100; higher is better."),
         "pair": "text:\n{prompt}\nscore:\n{score}",
         "examples": "Below are example requests and the tool each one should go to.",
         "context": "Earlier conversation:\n{context}",
         "request": "Request: {query}\nRight tool: {tool}",
-        "protected": ("Copy this protected section into the new prompt exactly as it is, markers included:\n"
-                      "{regions}"),
-        "ask": ("Write a new system prompt that is different from every prompt above and scores higher than all "
-                "of them. It must name every tool. Start it with {open} and end it with {close}."),
+        "ask": ("Write new instructions that are different from all of the above and score higher than all of "
+                "them.{names} Start them with {open} and end them with {close}."),
+        "names": " They must name every tool.",
     },
     "zh": {
-        "intro": ("你的任务是为一个助手编写系统提示词 {open}{close}。助手读取每条用户请求，并调用以下工具中的恰好一个；"
-                  "若没有合适的工具则选择 none：\n{tools}\n\n"
-                  "下面是之前的系统提示词及其得分。得分是训练请求中被路由到正确工具的比例，范围 0 到 100，越高越好。"),
+        "intro": ("你的任务是为一个助手编写系统提示词中的指令部分 {open}{close}。助手读取每条用户请求，并调用以下工具中的"
+                  "恰好一个；若没有合适的工具则选择 none：\n{tools}\n\n"
+                  "下面是之前的指令及其得分。得分是训练请求中被路由到正确工具的比例，范围 0 到 100，越高越好。"),
         "pair": "提示词：\n{prompt}\n得分：\n{score}",
         "examples": "下面是一些示例请求，以及每条请求应当调用的工具。",
         "context": "之前的对话：\n{context}",
         "request": "请求：{query}\n正确工具：{tool}",
-        "protected": "请把下面的受保护段落原样复制到新提示词中（包括标记）：\n{regions}",
-        "ask": ("请写一个新的系统提示词：它要与上面所有提示词都不同，并且得分比它们都高。它必须提到每一个工具。"
-                "以 {open} 开头，以 {close} 结尾。"),
+        "ask": "请写新的指令：它要与上面所有指令都不同，并且得分比它们都高。{names}以 {open} 开头，以 {close} 结尾。",
+        "names": "它必须提到每一个工具。",
     },
 }
 
@@ -115,8 +114,10 @@ class OproStrategy(StrategyBase):
                                             self.temperature, self.reply_tokens)
         parents = [s.candidate_id for s in self._top() if s.candidate_id is not None]
 
+        parts = context.parts(context.incumbent.prompt)
+
         def build(index: int, reply: str) -> Candidate:
-            return Candidate(prompt=first_tagged(reply), operator="opro", parent_ids=parents,
+            return Candidate(prompt=parts.splice(first_tagged(reply)), operator="opro", parent_ids=parents,
                              rationale=f"OPRO step {step}, sample {index + 1} of {self.candidates}",
                              details={"sample": index, "raw_reply": reply[:4000]})
 
@@ -136,7 +137,8 @@ class OproStrategy(StrategyBase):
         tools = "\n".join(f"- {name}" for name in [*context.tool_names, "none"])
         parts = [text["intro"].format(open=TAG_OPEN, close=TAG_CLOSE, tools=tools)]
         for scored in sorted(self._top(), key=lambda s: s.score):
-            parts.append(text["pair"].format(prompt=scored.prompt, score=round(100 * scored.score)))
+            parts.append(text["pair"].format(prompt=context.parts(scored.prompt).editable,
+                                             score=round(100 * scored.score)))
         examples = self._exemplars(context, subset)
         if examples:
             parts.append(text["examples"])
@@ -147,10 +149,11 @@ class OproStrategy(StrategyBase):
                     lines.append(text["context"].format(context=history))
                 lines.append(text["request"].format(query=case.query, tool=case.expected.name))
                 parts.append("\n".join(lines))
-        regions = protected_regions(context.seed_prompt)
-        if regions:
-            parts.append(text["protected"].format(regions="\n".join(regions)))
-        parts.append(text["ask"].format(open=TAG_OPEN, close=TAG_CLOSE))
+        incumbent = context.parts(context.incumbent.prompt)
+        if incumbent.note(self.language):
+            parts.append(incumbent.note(self.language))
+        names = "" if incumbent.has_tool_list else text["names"]
+        parts.append(text["ask"].format(open=TAG_OPEN, close=TAG_CLOSE, names=names))
         return "\n\n".join(parts)
 
     def _top(self) -> list[Scored]:

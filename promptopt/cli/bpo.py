@@ -159,9 +159,11 @@ def train(output_dir, run_id, pairs_file, base, epochs, steps, lr, max_length, l
 @db_option
 def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimizer_api_key, config_file, mode,
             samples, demonstrations, max_tokens, tools_file, db) -> None:
-    """Rewrite the system prompt in FILE with a BPO rewriter; invalid rewrites (protected region edited, a tool
-    dropped, too long) are refused."""
+    """Rewrite the system prompt in FILE with a BPO rewriter: the rewriter writes its editable text, and the tool
+    list, protected regions and examples are kept as they are; invalid rewrites (a tool dropped, too long) are
+    refused."""
     from promptopt.optimizer.candidates import validation_problem
+    from promptopt.optimizer.prompt_parts import PromptParts
     from promptopt.optimizer.strategies.bpo.rewriter import Mode, load_rewriter, prompted_rewriter
     from promptopt.tasks.tool_routing import ToolRoutingTask
 
@@ -169,20 +171,22 @@ def rewrite(file, output, rewriter, optimizer_model, optimizer_base_url, optimiz
         original = load_prompt(file)
         tools = load_tools(tools_file) if tools_file else bundled_task("tool-routing").tools
     names = ToolRoutingTask(tools=tools).tool_names
+    parts = PromptParts.of(original, names)
     if rewriter:
         chosen = load_rewriter(rewriter)
     else:
         model = load_optimizer(optimizer_model, optimizer_base_url, optimizer_api_key, config_file)
         stored = [(r.original, r.optimized) for r in Store(db).bpo_pairs()]
-        chosen = prompted_rewriter(model, stored, original, demonstrations)
+        chosen = prompted_rewriter(model, stored, parts.editable, demonstrations)
     settings = MODES[mode] if mode == "stable" else Mode(samples or MODES[mode].samples, MODES[mode].temperature)
     texts, problems = [], []
-    for completion in chosen.rewrite(original, settings, max_tokens):
-        problem = completion.error or validation_problem(completion.text, original, names)
+    for completion in chosen.rewrite(parts.editable, settings, max_tokens):
+        text = parts.splice(completion.text)
+        problem = completion.error or validation_problem(text, original, names)
         if problem:
             problems.append(problem)
-        elif completion.text not in texts:
-            texts.append(completion.text)
+        elif text not in texts:
+            texts.append(text)
     for problem in problems:
         click.echo(f"rewrite refused: {problem}", err=True)
     if not texts:

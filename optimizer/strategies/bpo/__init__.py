@@ -3,7 +3,8 @@
 Each step: `feedback_groups` feedback groups are drawn from the incumbent's training results (`group_size`
 cases it gets wrong, with the expected and the chosen tool, and `group_size` it gets right); the optimizer model
 analyses each step by step and writes an improved prompt; the pairs are filtered (`bpo_pairs.pair_rejection`)
-and stored, kept or not. Then the rewriter rewrites the incumbent: by default the prompted rewriter on the
+and stored, kept or not. Then the rewriter rewrites the incumbent's editable text (`PromptParts`), each rewrite
+spliced back into its fixed parts: by default the prompted rewriter on the
 optimizer model, shown the `demonstrations` stored pairs most similar to the incumbent; with `rewriter` (a
 directory from `promptopt bpo train`) the fine-tuned one. Stable mode samples one rewrite at low temperature,
 aggressive mode `samples` (4) at 0.9. Valid rewrites are scored on the incumbent's training cases and the best
@@ -82,15 +83,16 @@ class BpoStrategy(StrategyBase):
                                 context.max_chars)
         pair_ids = context.artifacts.add_bpo_pairs(pairs)
         kept = sum(p.kept for p in pairs)
-        rewriter = self._rewriter(context)
+        parts = context.parts(incumbent.prompt)
+        rewriter = self._rewriter(context, parts.editable)
         completions = rewriter.rewrite(
-            incumbent.prompt, self.sampling, self.reply_tokens,
+            parts.editable, self.sampling, self.reply_tokens,
             ask=lambda requests, temperature, tokens: context.ask_optimizer(requests, temperature, tokens,
                                                                             model=rewriter.backend))
 
         def build(index: int, text: str) -> Candidate:
             return Candidate(
-                prompt=text, operator=f"bpo-{rewriter.kind}",
+                prompt=parts.splice(text), operator=f"bpo-{rewriter.kind}",
                 parent_ids=[incumbent.id] if incumbent.id is not None else [],
                 rationale=f"BPO step {step}: {rewriter.kind} rewriter, {self.mode} sample {index + 1}",
                 details={"parent": incumbent.id, "step": step, "rewriter": rewriter.kind, "source": rewriter.source,
@@ -110,8 +112,9 @@ class BpoStrategy(StrategyBase):
             f"{tally.failed} failed calls")
         return sorted(proposals, key=lambda p: -p.train_accuracy)
 
-    def _rewriter(self, context: SearchContext) -> Rewriter:
-        """The fine-tuned rewriter (loaded once), else a prompted one with pairs retrieved for the incumbent."""
+    def _rewriter(self, context: SearchContext, editable: str) -> Rewriter:
+        """The fine-tuned rewriter (loaded once), else a prompted one with the pairs retrieved for the incumbent's
+        `editable` text."""
         if self.rewriter:
             if self._finetuned is None:
                 self._finetuned = load_rewriter(self.rewriter)
@@ -119,5 +122,5 @@ class BpoStrategy(StrategyBase):
         if context.optimizer_model is None:
             raise RuntimeError("the prompted BPO rewriter needs an optimizer model")
         stored = [(p.original, p.optimized) for p in context.artifacts.bpo_pairs()]
-        return prompted_rewriter(context.optimizer_model, stored, context.incumbent.prompt, self.demonstrations)
+        return prompted_rewriter(context.optimizer_model, stored, editable, self.demonstrations)
 

@@ -5,8 +5,10 @@ export the rewriter is trained on.
 A feedback group is one prompt with outcomes under it: from the store, cases the prompt gets right (with the
 expected tool) and wrong (with the expected and the chosen tool); from a preference file, a good and a bad
 response. The optimizer model compares them, reasons step by step about why the prompt led to the bad ones,
-and writes an improved prompt between <PROMPT> tags. The (original -> improved) pair is kept only if it
-passes the filters in `pair_rejection`.
+and writes an improved prompt between <PROMPT> tags. It is shown and writes the prompt's editable text only
+(`PromptParts`: tool list, protected regions and examples are described, never copied), so a pair holds editable
+texts, original -> improved, and the rewriter learns and writes those. A pair is kept only if it passes the
+filters in `pair_rejection`.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from promptopt.case import NO_TOOL, Case
-from promptopt.markup import DEFAULT_MAX_CHARS, protected_regions
+from promptopt.markup import DEFAULT_MAX_CHARS
 from promptopt.models.base import Completion
 from promptopt.optimizer.candidates import validation_problem
+from promptopt.optimizer.prompt_parts import PromptParts
 from promptopt.optimizer.prompt_text import PROMPT_TAGS, first_tagged, normalized
 from promptopt.optimizer.scorer import CaseResult
 from promptopt.runs.case_import import CaseFileError, Problem, jsonl_records
@@ -33,13 +36,12 @@ Ask = Callable[[Sequence[list[dict[str, str]]], float, int], list[Completion]]
 ANALYSIS_REQUEST = (
     "You improve the system prompts of AI assistants. Below is a system prompt and how responses under it "
     "turned out: good ones that should stay good, and bad ones next to what the response should have been.\n\n"
-    "System prompt:\n{prompt}\n\n{feedback}\n\n"
+    "System prompt:\n{prompt}\n\n{fixed}{feedback}\n\n"
     "First compare the good and the bad responses and reason step by step about why the prompt led to the bad "
     "ones. Then write an improved system prompt that keeps what works and fixes what does not.{constraints} "
     "Write your reasoning first, then the improved prompt, starting with {open} and ending with {close}."
 )
 TOOL_CONSTRAINT = " It must still name every tool: {tools}."
-PROTECTED_CONSTRAINT = " Copy this protected section into it unchanged, markers included:\n{regions}\n"
 
 REWRITER_SYSTEM = ("Rewrite the system prompt the user sends into a better one: clearer, more specific about "
                    "what to do in each situation, with every tool name and protected section kept. Reply with "
@@ -96,54 +98,57 @@ def analysis_request(group: FeedbackGroup, tool_names: Sequence[str]) -> str:
         else:
             lines += [f"Bad response: {outcome.bad}", f"It should have been: {outcome.good}"]
         blocks.append("\n".join(lines))
-    named = [name for name in tool_names if name in group.prompt]
-    regions = protected_regions(group.prompt)
-    constraints = (TOOL_CONSTRAINT.format(tools=", ".join(named)) if named else "") + \
-        (PROTECTED_CONSTRAINT.format(regions="\n".join(regions)) if regions else "")
-    return ANALYSIS_REQUEST.format(prompt=group.prompt, feedback="\n\n".join(blocks), constraints=constraints,
-                                   open=PROMPT_TAGS[0], close=PROMPT_TAGS[1])
+    parts = PromptParts.of(group.prompt, tool_names)
+    named = [name for name in tool_names if name in parts.editable]
+    constraints = TOOL_CONSTRAINT.format(tools=", ".join(named)) if named else ""
+    fixed = parts.note() + "\n\n" if parts.note() else ""
+    return ANALYSIS_REQUEST.format(prompt=parts.editable, fixed=fixed, feedback="\n\n".join(blocks),
+                                   constraints=constraints, open=PROMPT_TAGS[0], close=PROMPT_TAGS[1])
 
 
-def pair_rejection(original: str, optimized: str, tool_names: Sequence[str],
+def pair_rejection(original: str, rewrite: str, tool_names: Sequence[str],
                    max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
-    """Why a pair must be dropped, or None.
+    """Why the pair (`original` prompt -> `rewrite` of its editable text) must be dropped, or None.
 
     As in the paper, pairs whose rewrite is not a plausible improvement are filtered out: identical to the
-    original (nothing to learn), a protected region edited, or a length ratio optimized/original outside
-    [0.5, 3.0]. A system prompt carries a tool list and protected text a rewrite must keep, so one under half
-    the original's length has dropped content; one over three times it has nearly always copied the analysis
-    or rambled (the paper's filter targets the same two failures: degenerate and verbose rewrites). Last, the
-    normal candidate validation (every tool still named, the length cap)."""
-    if not optimized.strip():
+    original's editable text (nothing to learn), or a length ratio rewrite/original outside [0.5, 3.0]: one
+    under half the length has dropped content, one over three times it has nearly always copied the analysis or
+    rambled (the paper's filter targets the same two failures: degenerate and verbose rewrites). Last, the
+    rewrite spliced back into the original's fixed parts must pass the normal candidate validation (every tool
+    still named, the length cap)."""
+    parts = PromptParts.of(original, tool_names)
+    text = parts.clean(rewrite)
+    if not text:
         return "no improved prompt in the reply"
-    if normalized(optimized) == normalized(original):
+    if normalized(text) == normalized(parts.editable):
         return "identical to the original"
-    if protected_regions(optimized) != protected_regions(original):
-        return "a protected region was edited, removed or added"
-    ratio = len(optimized) / max(len(original), 1)
+    ratio = len(text) / max(len(parts.editable), 1)
     if not MIN_LENGTH_RATIO <= ratio <= MAX_LENGTH_RATIO:
         return f"length ratio outside [{MIN_LENGTH_RATIO}, {MAX_LENGTH_RATIO}]: {ratio:.2f}"
-    return validation_problem(optimized, original, tool_names, max_chars)
+    return validation_problem(parts.splice(text), original, tool_names, max_chars)
 
 
 def construct_pairs(groups: Sequence[FeedbackGroup], ask: Ask, tool_names: Sequence[str], temperature: float = 0.0,
                     max_tokens: int = 1024, max_chars: int = DEFAULT_MAX_CHARS) -> list[BpoPairRecord]:
-    """One optimizer call per group; each reply split into analysis and improved prompt, then filtered.
-    Duplicates of an earlier pair of the batch are rejected too."""
+    """One optimizer call per group; each reply split into analysis and improved editable text, then filtered.
+    Duplicates of an earlier pair of the batch are rejected too. Pairs hold editable texts (see the module
+    docstring)."""
     if not groups:
         return []
     replies = ask([[{"role": "user", "content": analysis_request(g, tool_names)}] for g in groups], temperature,
                   max_tokens)
     pairs, seen = [], set()
     for group, reply in zip(groups, replies):
+        parts = PromptParts.of(group.prompt, tool_names)
         analysis, optimized = split_reply(reply.text)
+        optimized = parts.clean(optimized)
         rejection = f"optimizer call failed: {reply.error}" if reply.error else \
             pair_rejection(group.prompt, optimized, tool_names, max_chars)
-        key = (group.prompt, normalized(optimized))
+        key = (parts.editable, normalized(optimized))
         if rejection is None and key in seen:
             rejection = "duplicate of an earlier pair"
         seen.add(key)
-        pairs.append(BpoPairRecord(source=group.source, original=group.prompt, optimized=optimized,
+        pairs.append(BpoPairRecord(source=group.source, original=parts.editable, optimized=optimized,
                                    analysis=analysis, kept=rejection is None, rejection=rejection or "",
                                    details={**group.details, "raw_reply": reply.text[:4000]}))
     return pairs

@@ -1,10 +1,10 @@
 """The DSPy bridge: DSPy's optimizers (COPRO, MIPROv2, BootstrapFewShotWithRandomSearch, GEPA) searching for
 the system prompt on promptopt's task, models, cache and budget.
 
-DSPy optimizes a program with one `Predict` whose instructions are the editable part of the incumbent's prompt
-(its protected regions cut out) and whose output is the tool. Its forward does not ask an LM for the tool: it
-renders the predictor's instructions and demos into a system prompt (the protected regions re-attached after
-the instructions, the demos under `## Examples` as the demos strategy writes them) and scores the case with
+DSPy optimizes a program with one `Predict` whose instructions are the editable text of the incumbent's prompt
+(`PromptParts`: its tool list, protected regions and examples cut out) and whose output is the tool. Its forward
+does not ask an LM for the tool: it renders the predictor's instructions and demos into a system prompt (the
+instructions spliced back into the fixed parts, the demos under `## Examples` as the demos strategy writes them) and scores the case with
 promptopt's shared scorer, so every task-model call is cached, charged and stored, and every prompt DSPy tries
 is validated and stored as a `dspy-*-trial` candidate (an invalid one fails its cases without a model call).
 DSPy's own LM (the proposer or reflection model) is an engine over `SearchContext.ask_optimizer`. DSPy sees a
@@ -23,7 +23,6 @@ from typing import Any
 
 from promptopt.case import Case
 from promptopt.config import home_dir
-from promptopt.markup import PROTECTED, protected_regions
 from promptopt.optimizer.budget import BudgetExhausted
 from promptopt.optimizer.candidates import Candidate
 from promptopt.optimizer.options import Option
@@ -115,8 +114,9 @@ class DspyStrategy(StrategyBase):
 
         incumbent = context.incumbent
         base = incumbent.details.get("base_prompt", incumbent.prompt)
-        editable = PROTECTED.sub("", base).strip()
-        render = prompt_renderer(editable, base, protected_regions(base))
+        parts = context.parts(base)
+        editable = parts.editable
+        render = prompt_renderer(parts)
         pool = stratified_sample(context.train, self.train_sample, context.rng)
         trials = _Trials(context, step, self.name, {render(editable, []): incumbent.id})
         evaluator = CaseEvaluator({c.id: c for c in pool}, render, trials.score_case)

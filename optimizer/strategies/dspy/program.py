@@ -12,6 +12,7 @@ import dspy
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 from promptopt.case import Case, ToolCall
+from promptopt.optimizer.prompt_parts import PromptParts
 from promptopt.optimizer.prompt_text import render_demos
 from promptopt.optimizer.scorer import CaseResult
 
@@ -89,17 +90,13 @@ def demo_cases(demos: list[Any]) -> list[Case]:
     return cases
 
 
-def prompt_renderer(editable: str, base_prompt: str, protected: list[str]) -> Callable[[str, list[Any]], str]:
-    """Renders (instructions, demos) as a system prompt: the incumbent's base prompt while the instructions are
-    its editable part unchanged, else the instructions followed by the protected regions; then the demos under
-    `## Examples`, as the demos strategy writes them."""
+def prompt_renderer(parts: PromptParts) -> Callable[[str, list[Any]], str]:
+    """Renders (instructions, demos) as a system prompt: the instructions spliced into the incumbent's fixed parts
+    (its base prompt again while they are its editable text unchanged), then the demos under `## Examples`, as
+    the demos strategy writes them."""
 
     def render(instructions: str, demos: list[Any]) -> str:
-        if instructions.strip() == editable.strip():
-            base = base_prompt
-        else:
-            base = "\n\n".join([instructions.strip(), *protected])
-        return render_demos(base, demo_cases(demos))
+        return render_demos(parts.splice(instructions), demo_cases(demos))
 
     return render
 
