@@ -1,12 +1,13 @@
-"""The real embedded SmolLM2 model: packed scoring equals the naive reference, routing and argument filling."""
+"""The real embedded SmolLM2 model: packed scoring equals the naive reference, routing, argument filling and
+batched generation (equal to one generate per request when greedy)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from promptopt.case import NO_TOOL
-from promptopt.models.tool_text import parse_json_object, tool_names
 from promptopt.config import model_cache_dir
+from promptopt.models.tool_text import parse_json_object, tool_names
 
 CONVERSATIONS = [
     [{"role": "user", "content": "where is my order FM202611030417?"}],
@@ -56,13 +57,48 @@ def test_cached_generations_repeat_per_sample_without_generating(embedded, tmp_p
     model = EmbeddedModel(model=embedded._model, tokenizer=embedded._tokenizer, cache=ResponseCache(tmp_path))
     ask = [{"role": "user", "content": "Name a fruit."}]
     first = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
-    monkeypatch.setattr(model, "_complete", lambda *a, **k: pytest.fail("a cached generation ran again"))
+    for name in ("_complete", "_sample_rows", "_greedy_rows"):
+        monkeypatch.setattr(model, name, lambda *a, **k: pytest.fail("a cached generation ran again"))
     again = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
     assert [c.text for c in again] == [c.text for c in first]
     assert all(c.record.cache_hit for c in again) and not any(c.record.cache_hit for c in first)
     monkeypatch.undo()
     third = model.generate_many([ask], temperature=1.0, max_tokens=6, first_sample=2)
     assert not third[0].record.cache_hit
+
+
+ASKS = [
+    [{"role": "user", "content": "Name a fruit."}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Write a haiku about tea, please."}],
+    [{"role": "user", "content": "Say hi."}],
+]
+
+
+def test_batched_greedy_generations_equal_one_generate_per_request(embedded):
+    """Distinct prompts decoded together (left-padded) and repeated ones answered once give, token for token, what
+    one greedy `generate` per request gives; so do rows decoded from one shared encoding of the prompt."""
+    fruit, haiku, hi = ASKS
+    requests = [fruit, haiku, fruit, hi]
+    sequential = [embedded._complete(messages, "", 10, 0.0) for messages in requests]
+    batched = embedded.generate_many(requests, temperature=0.0, max_tokens=10)
+    assert [(c.text, c.record.tokens_in, c.record.tokens_out) for c in batched] == sequential
+    assert embedded._sample_rows(haiku, 3, 10, 0.0, seed=0) == [sequential[1]] * 3
+
+
+def test_samples_of_one_prompt_are_one_generate_call_and_repeat_across_runs(embedded, monkeypatch):
+    calls = []
+    generate = embedded._model.generate
+    monkeypatch.setattr(embedded._model, "generate", lambda **k: calls.append(tuple(k["input_ids"].shape)) or generate(**k))
+    fruit, _, hi = ASKS
+    first = embedded.generate_many([fruit, hi, fruit, fruit], temperature=1.0, max_tokens=8)
+    assert calls == [(3, calls[0][1]), (1, calls[1][1])]  # the three samples of one prompt decoded together
+    again = embedded.generate_many([fruit, hi, fruit, fruit], temperature=1.0, max_tokens=8)
+    assert [c.text for c in again] == [c.text for c in first]
+    assert len({c.text for c in first}) > 1
+    prompt_tokens = len(embedded._prompt_ids(fruit))
+    assert all(c.record.tokens_in == prompt_tokens and 1 <= c.record.tokens_out <= 8
+               for c in (first[0], first[2], first[3]))
+    assert all(not c.record.cache_hit and c.record.latency_s > 0 for c in first)
 
 
 def test_generated_arguments_keep_only_schema_keys(embedded, task):
