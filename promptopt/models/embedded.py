@@ -430,8 +430,11 @@ class EmbeddedModel:
                 torch.manual_seed(seed)
                 shared: dict[str, Any] = {}
                 if ids.shape[1] > 1:
-                    encoded = self._model(input_ids=ids[:, :-1], use_cache=True)
-                    cache = getattr(encoded, "cache", None) or encoded.past_key_values
+                    # the decoder alone: the prompt's logits are not needed, and the head over every prompt
+                    # position would cost as much as a fifth of the encoding
+                    encoded = self._model.model(input_ids=ids[:, :-1], use_cache=True)
+                    cache = getattr(encoded, "cache", None)
+                    cache = encoded.past_key_values if cache is None else cache
                     if rows > 1:
                         cache.batch_repeat_interleave(rows)
                     shared[cache_keyword(self._model)] = cache
