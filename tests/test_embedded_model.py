@@ -57,7 +57,7 @@ def test_cached_generations_repeat_per_sample_without_generating(embedded, tmp_p
     model = EmbeddedModel(model=embedded._model, tokenizer=embedded._tokenizer, cache=ResponseCache(tmp_path))
     ask = [{"role": "user", "content": "Name a fruit."}]
     first = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
-    for name in ("_complete", "_sample_rows", "_greedy_rows"):
+    for name in ("_complete", "_sample_rows", "_padded_rows"):
         monkeypatch.setattr(model, name, lambda *a, **k: pytest.fail("a cached generation ran again"))
     again = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
     assert [c.text for c in again] == [c.text for c in first]
@@ -88,17 +88,16 @@ def test_batched_greedy_generations_equal_one_generate_per_request(embedded):
 def test_samples_of_one_prompt_are_one_generate_call_and_repeat_across_runs(embedded, monkeypatch):
     calls = []
     generate = embedded._model.generate
-    monkeypatch.setattr(embedded._model, "generate", lambda **k: calls.append(tuple(k["input_ids"].shape)) or generate(**k))
-    fruit, _, hi = ASKS
-    first = embedded.generate_many([fruit, hi, fruit, fruit], temperature=1.0, max_tokens=8)
-    assert calls == [(3, calls[0][1]), (1, calls[1][1])]  # the three samples of one prompt decoded together
-    again = embedded.generate_many([fruit, hi, fruit, fruit], temperature=1.0, max_tokens=8)
+    monkeypatch.setattr(embedded._model, "generate", lambda **k: calls.append(len(k["input_ids"])) or generate(**k))
+    fruit, haiku, hi = ASKS
+    requests = [fruit, hi, fruit, haiku, fruit]
+    first = embedded.generate_many(requests, temperature=1.0, max_tokens=8)
+    assert sorted(calls) == [2, 3]  # the prompts asked once together, the three samples of the other together
+    again = embedded.generate_many(requests, temperature=1.0, max_tokens=8)
     assert [c.text for c in again] == [c.text for c in first]
-    assert len({c.text for c in first}) > 1
-    prompt_tokens = len(embedded._prompt_ids(fruit))
-    assert all(c.record.tokens_in == prompt_tokens and 1 <= c.record.tokens_out <= 8
-               for c in (first[0], first[2], first[3]))
-    assert all(not c.record.cache_hit and c.record.latency_s > 0 for c in first)
+    assert len({first[0].text, first[2].text, first[4].text}) > 1
+    assert [c.record.tokens_in for c in first] == [len(embedded._prompt_ids(m)) for m in requests]
+    assert all(1 <= c.record.tokens_out <= 8 and not c.record.cache_hit and c.record.latency_s > 0 for c in first)
 
 
 def test_generated_arguments_keep_only_schema_keys(embedded, task):

@@ -331,13 +331,15 @@ class EmbeddedModel:
         sample at a time counts them). With a response cache, a sample answered before (same messages, sampling
         and sample index) is not generated again and is recorded as a cache hit; the rest are generated together:
 
-        - sampled (temperature > 0): per distinct messages, the prompt is encoded once, its key/value cache copied
-          to one row per uncached sample, and the rows decoded in one `generate` (at most `generation_rows` rows a
-          call). torch is seeded once per call from the messages and the call's first sample index, so the same
-          requests give the same texts on every run (not the texts of one seed per sample, as before).
-        - greedy (temperature 0): every sample of the same messages is the same text, so each distinct messages is
-          generated once (one row), and distinct messages are decoded together, left-padded; the texts equal
-          one greedy `generate` per request.
+        - sampled (temperature > 0), messages asked several times: the prompt is encoded once, its key/value
+          cache copied to one row per uncached sample, and the rows decoded in one `generate` (at most
+          `generation_rows` rows a call).
+        - messages asked once, and greedy (temperature 0) messages however often (every sample of them is the
+          same text): one row per distinct messages, distinct messages left-padded and decoded together in one
+          `generate`; greedy texts equal one greedy `generate` per request.
+
+        torch is seeded once per call from the call's messages and their first sample index, so the same requests
+        give the same texts on every run (not the texts of one seed per sample, as before batching).
 
         Each sample gets its own `CallRecord`: `tokens_in` the prompt's tokens, `tokens_out` its own row's tokens up
         to and including its end of turn (not the padded length), and `latency_s` the batched call's wall time
@@ -360,24 +362,27 @@ class EmbeddedModel:
             completions[position] = Completion(text=stored["text"], record=record)
         if groups:
             messages_of = {key: requests[samples[0][0]] for key, samples in groups.items()}
-            if temperature > 0:
-                batches = [(key, samples[start:start + self.generation_rows])
-                           for key, samples in groups.items()
-                           for start in range(0, len(samples), self.generation_rows)]
-                for key, samples in batches:
+            # one row per prompt asked once (and per greedy prompt: its copies are the same text), decoded together
+            alone = [key for key, samples in groups.items() if temperature == 0 or len(samples) == 1]
+            for start in range(0, len(alone), self.generation_rows):
+                chunk = alone[start:start + self.generation_rows]
+                began = time.perf_counter()
+                seed = zlib.crc32(chunk[0].encode("utf-8")) + groups[chunk[0]][0][1] if len(chunk) == 1 else \
+                    zlib.crc32("\n".join(f"{key}\x00{groups[key][0][1]}" for key in chunk).encode("utf-8"))
+                rows = self._padded_rows([messages_of[key] for key in chunk], max_tokens, temperature, seed)
+                samples = [sample for key in chunk for sample in groups[key]]
+                answers = [row for key, row in zip(chunk, rows) for _ in groups[key]]
+                self._answer(completions, samples, answers, time.perf_counter() - began, role)
+            # the samples of a prompt asked several times: its rows decoded together after one encoding of it
+            for key, samples in groups.items():
+                if key in alone:
+                    continue
+                for start in range(0, len(samples), self.generation_rows):
+                    chunk = samples[start:start + self.generation_rows]
                     began = time.perf_counter()
-                    seed = zlib.crc32(key.encode("utf-8")) + samples[0][1]
-                    rows = self._sample_rows(messages_of[key], len(samples), max_tokens, temperature, seed)
-                    self._answer(completions, samples, rows, time.perf_counter() - began, role)
-            else:
-                keys = list(groups)
-                for start in range(0, len(keys), self.generation_rows):
-                    chunk = keys[start:start + self.generation_rows]
-                    began = time.perf_counter()
-                    rows = self._greedy_rows([messages_of[key] for key in chunk], max_tokens)
-                    samples = [sample for key in chunk for sample in groups[key]]
-                    answers = [row for key, row in zip(chunk, rows) for _ in groups[key]]
-                    self._answer(completions, samples, answers, time.perf_counter() - began, role)
+                    seed = zlib.crc32(key.encode("utf-8")) + chunk[0][1]
+                    rows = self._sample_rows(messages_of[key], len(chunk), max_tokens, temperature, seed)
+                    self._answer(completions, chunk, rows, time.perf_counter() - began, role)
         return [c for c in completions if c is not None]
 
     def _answer(self, completions: list[Completion | None], samples: Sequence[tuple[int, int, dict[str, Any]]],
@@ -444,10 +449,11 @@ class EmbeddedModel:
                                            **shared, **sampling)
             return self._rows_out(out[:, ids.shape[1]:], [ids.shape[1]] * rows)
 
-    def _greedy_rows(self, conversations: Sequence[list[dict[str, str]]],
-                     max_tokens: int) -> list[tuple[str, int, int]]:
-        """Greedy continuations of distinct prompts decoded together: left-padded (the pad masked out, so each row
-        reads only its own tokens, at its own positions), one `generate`."""
+    def _padded_rows(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int,
+                     temperature: float = 0.0, seed: int = 0) -> list[tuple[str, int, int]]:
+        """One continuation of each of distinct prompts, decoded together: left-padded (the pad masked out, so each
+        row reads only its own tokens, at its own positions), one `generate`; greedy (each row then equals one
+        greedy `generate` of its prompt) or sampled from `seed`."""
         import torch
 
         with self._lock:
@@ -457,9 +463,11 @@ class EmbeddedModel:
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._end_ids()[0]
             ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
+                torch.manual_seed(seed)
                 out = self._model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens,
-                                           pad_token_id=self._end_ids()[0], do_sample=False)
+                                           pad_token_id=self._end_ids()[0], **sampling)
             return self._rows_out(out[:, width:], [len(p) for p in prompts])
 
     def _complete(
