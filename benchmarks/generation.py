@@ -7,8 +7,10 @@ samples decoded together). The response cache is off.
 
 By default every sample is made to write all `--max-tokens` tokens (its end of turn suppressed, as
 `min_new_tokens` does), so both ways do the same work; with `--stop-at-eos` samples end where the model ends them
-(then the token counts differ, and tokens per second is the fair figure). Prints the figures, and ends with one
-JSON line `{"samples", "sequential_s", "batched_s", "speedup", ...}`; `--out FILE` also writes that line there.
+(then the token counts differ, and tokens per second is the fair figure). Wall time is the figure; the process's
+CPU seconds are reported too, as they are less swayed by another process busy on the same cores. Prints the
+figures, and ends with one JSON line `{"samples", "sequential_s", "batched_s", "speedup", ...}`; `--out FILE` also
+writes that line there.
 
     python benchmarks/generation.py [--samples 8] [--max-tokens 200] [--weights NAME] [--stop-at-eos] [--out FILE]
 """
@@ -19,6 +21,8 @@ import json
 import time
 import zlib
 from pathlib import Path
+
+import torch
 
 from promptopt.markup import protected_regions
 from promptopt.models.embedded import EmbeddedModel
@@ -71,24 +75,27 @@ def main() -> None:
         model._model.generation_config.min_new_tokens = args.max_tokens
 
     key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sequential = [model._complete(messages, "", args.max_tokens, 1.0, zlib.crc32(key.encode("utf-8")) + index)
                   for index in range(args.samples)]
-    sequential_s = time.perf_counter() - started
+    sequential_s, sequential_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     sequential_tokens = sum(tokens_out for _, _, tokens_out in sequential)
-    print(f"sequential: {sequential_s:7.1f} s, {sequential_tokens} tokens, "
+    print(f"sequential: {sequential_s:7.1f} s ({sequential_cpu_s:7.1f} s of CPU), {sequential_tokens} tokens, "
           f"{sequential_tokens / sequential_s:6.1f} tokens/s", flush=True)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     batched = model.generate_many([messages] * args.samples, temperature=1.0, max_tokens=args.max_tokens)
-    batched_s = time.perf_counter() - started
+    batched_s, batched_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     batched_tokens = sum(c.record.tokens_out for c in batched)
-    print(f"batched:    {batched_s:7.1f} s, {batched_tokens} tokens, {batched_tokens / batched_s:6.1f} tokens/s",
-          flush=True)
+    print(f"batched:    {batched_s:7.1f} s ({batched_cpu_s:7.1f} s of CPU), {batched_tokens} tokens, "
+          f"{batched_tokens / batched_s:6.1f} tokens/s", flush=True)
     figures = {
         "samples": args.samples, "sequential_s": round(sequential_s, 2), "batched_s": round(batched_s, 2),
         "speedup": round(sequential_s / batched_s, 2),
         "tokens_per_s_speedup": round((batched_tokens / batched_s) / (sequential_tokens / sequential_s), 2),
+        # CPU seconds of this process: less swayed than wall time by another process on the same cores
+        "sequential_cpu_s": round(sequential_cpu_s, 2), "batched_cpu_s": round(batched_cpu_s, 2),
+        "cpu_speedup": round(sequential_cpu_s / batched_cpu_s, 2), "threads": torch.get_num_threads(),
         "prompt_tokens": prompt_tokens, "max_new_tokens": args.max_tokens, "full_length": not args.stop_at_eos,
         "sequential_tokens": sequential_tokens, "batched_tokens": batched_tokens,
         "distinct_batched_samples": len({c.text for c in batched}), "weights": model.source.key,
