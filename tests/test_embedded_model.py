@@ -1,12 +1,13 @@
-"""The real embedded SmolLM2 model: packed scoring equals the naive reference, routing and argument filling."""
+"""The real embedded SmolLM2 model: packed scoring equals the naive reference, routing, argument filling and
+batched generation (equal to one generate per request when greedy)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from promptopt.case import NO_TOOL
-from promptopt.models.tool_text import parse_json_object, tool_names
 from promptopt.config import model_cache_dir
+from promptopt.models.tool_text import parse_json_object, tool_names
 
 CONVERSATIONS = [
     [{"role": "user", "content": "where is my order FM202611030417?"}],
@@ -56,13 +57,47 @@ def test_cached_generations_repeat_per_sample_without_generating(embedded, tmp_p
     model = EmbeddedModel(model=embedded._model, tokenizer=embedded._tokenizer, cache=ResponseCache(tmp_path))
     ask = [{"role": "user", "content": "Name a fruit."}]
     first = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
-    monkeypatch.setattr(model, "_complete", lambda *a, **k: pytest.fail("a cached generation ran again"))
+    for name in ("_complete", "_sample_rows", "_padded_rows"):
+        monkeypatch.setattr(model, name, lambda *a, **k: pytest.fail("a cached generation ran again"))
     again = model.generate_many([ask, ask], temperature=1.0, max_tokens=6)
     assert [c.text for c in again] == [c.text for c in first]
     assert all(c.record.cache_hit for c in again) and not any(c.record.cache_hit for c in first)
     monkeypatch.undo()
     third = model.generate_many([ask], temperature=1.0, max_tokens=6, first_sample=2)
     assert not third[0].record.cache_hit
+
+
+ASKS = [
+    [{"role": "user", "content": "Name a fruit."}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Write a haiku about tea, please."}],
+    [{"role": "user", "content": "Say hi."}],
+]
+
+
+def test_batched_greedy_generations_equal_one_generate_per_request(embedded):
+    """Distinct prompts decoded together (left-padded) and repeated ones answered once give, token for token, what
+    one greedy `generate` per request gives; so do rows decoded from one shared encoding of the prompt."""
+    fruit, haiku, hi = ASKS
+    requests = [fruit, haiku, fruit, hi]
+    sequential = [embedded._complete(messages, "", 10, 0.0) for messages in requests]
+    batched = embedded.generate_many(requests, temperature=0.0, max_tokens=10)
+    assert [(c.text, c.record.tokens_in, c.record.tokens_out) for c in batched] == sequential
+    assert embedded._sample_rows(haiku, 3, 10, 0.0, seed=0) == [sequential[1]] * 3
+
+
+def test_samples_of_one_prompt_are_one_generate_call_and_repeat_across_runs(embedded, monkeypatch):
+    calls = []
+    generate = embedded._model.generate
+    monkeypatch.setattr(embedded._model, "generate", lambda **k: calls.append(len(k["input_ids"])) or generate(**k))
+    fruit, haiku, hi = ASKS
+    requests = [fruit, hi, fruit, haiku, fruit]
+    first = embedded.generate_many(requests, temperature=1.0, max_tokens=8)
+    assert sorted(calls) == [2, 3]  # the prompts asked once together, the three samples of the other together
+    again = embedded.generate_many(requests, temperature=1.0, max_tokens=8)
+    assert [c.text for c in again] == [c.text for c in first]
+    assert len({first[0].text, first[2].text, first[4].text}) > 1
+    assert [c.record.tokens_in for c in first] == [len(embedded._prompt_ids(m)) for m in requests]
+    assert all(1 <= c.record.tokens_out <= 8 and not c.record.cache_hit and c.record.latency_s > 0 for c in first)
 
 
 def test_generated_arguments_keep_only_schema_keys(embedded, task):

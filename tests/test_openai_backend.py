@@ -13,8 +13,10 @@ from click.testing import CliRunner
 
 from promptopt.api import optimize
 from promptopt.case import NO_TOOL
+from promptopt.chat_request import ChatRequestError
 from promptopt.cli import main
 from promptopt.models import load_model, resolve_model_settings
+from promptopt.models.choices_support import says_no_choices
 from promptopt.models.openai_compat import Endpoint, OpenAICompatibleModel, parse_text_protocol
 from promptopt.models.pricing import PriceFileError, load_prices
 from promptopt.models.response_cache import ResponseCache
@@ -178,13 +180,129 @@ def test_sampled_completions_keep_one_cache_entry_per_sample(tmp_path, expected)
     with ChatServer(ExamplesRouter(expected)) as server:
         model = backend(server, cache_dir=tmp_path / "cache")
         first = model.generate_many([messages] * 3, temperature=1.0)
-        assert server.requests == 3
+        assert server.requests == 1  # one call with n=3
         again = backend(server, cache_dir=tmp_path / "cache").generate_many([messages] * 3, temperature=1.0)
-        assert server.requests == 3
+        assert server.requests == 1
         model.generate(messages, temperature=0.0)
         model.generate(messages, temperature=0.0)
-        assert server.requests == 4
+        assert server.requests == 2
     assert all(r.record.cache_hit for r in again) and not any(r.record.cache_hit for r in first)
+
+
+class Sampler:
+    """A sampling endpoint: each choice names the seed it was drawn with (the server asks choice i with seed + i),
+    10 prompt tokens counted once and 3 per choice; `n_asked` lists the `n` of every request it answered."""
+
+    model_name = "scripted"
+
+    def __init__(self) -> None:
+        self.n_asked: list[int] = []
+
+    def respond(self, request):
+        self.n_asked.append(int(request.get("n") or 1))
+        return {"role": "assistant", "content": f"sample drawn with seed {request.get('seed')}"}, 10, 3
+
+
+class RefusingN(Sampler):
+    """An endpoint without `n`: more than one choice is OpenAI's 400 naming the param."""
+
+    def respond(self, request):
+        if int(request.get("n") or 1) > 1:
+            raise ChatRequestError(400, "n: only 1 choice is supported by this endpoint", param="n",
+                                   code="invalid_value")
+        return super().respond(request)
+
+
+def test_the_samples_of_one_prompt_are_one_call_with_n_and_each_is_cached(tmp_path):
+    messages = [{"role": "user", "content": "write a prompt"}]
+    responder = Sampler()
+    with ChatServer(responder) as server:
+        first = backend(server, cache_dir=tmp_path / "cache").generate_many([messages] * 3, temperature=1.0)
+        assert server.requests == 1 and set(responder.n_asked) == {3}
+        again = backend(server, cache_dir=tmp_path / "cache").generate_many([messages] * 3, temperature=1.0)
+        assert server.requests == 1
+        more = backend(server, cache_dir=tmp_path / "cache").generate_many([messages] * 4, temperature=1.0)
+        assert server.requests == 2 and responder.n_asked[-1] == 1  # only sample 3 was missing: asked alone
+    assert len({c.text for c in first}) == 3 and not any(c.error or c.notice for c in first)
+    assert [c.text for c in again] == [c.text for c in more[:3]] == [c.text for c in first]
+    assert all(c.record.cache_hit for c in again) and not any(c.record.cache_hit for c in first)
+    # the call's usage (10 prompt tokens counted once, 3 x 3 completion tokens) split among its samples
+    assert [(c.record.tokens_in, c.record.tokens_out) for c in first] == [(4, 3), (3, 3), (3, 3)]
+    assert [(c.record.tokens_in, c.record.tokens_out) for c in again] == [(4, 3), (3, 3), (3, 3)]
+    assert [c.record.attempts for c in first] == [1, 1, 1]
+
+
+def test_greedy_copies_of_one_prompt_are_one_call_without_n(tmp_path):
+    messages = [{"role": "user", "content": "judge this"}]
+    responder = Sampler()
+    with ChatServer(responder) as server:
+        replies = backend(server).generate_many([messages] * 3, temperature=0.0)
+        assert server.requests == 1 and responder.n_asked == [1]
+    assert len({c.text for c in replies}) == 1
+    assert [c.record.cache_hit for c in replies] == [False, True, True]
+
+
+def test_an_endpoint_refusing_n_gets_one_call_per_sample_from_then_on_said_once(tmp_path):
+    messages = [{"role": "user", "content": "write a prompt"}]
+    responder = RefusingN()
+    with ChatServer(responder) as server:
+        model = backend(server, cache_dir=tmp_path / "cache")
+        first = model.generate_many([messages] * 3, temperature=1.0)
+        assert server.requests == 4  # the refused call with n=3, then three calls
+        later = model.generate_many([[{"role": "user", "content": "another"}]] * 2, temperature=1.0)
+        assert server.requests == 6 and responder.n_asked == [1] * 5
+    assert not model.choices_per_call
+    assert not any(c.error for c in [*first, *later]) and len({c.text for c in first}) == 3
+    notices = [c.notice for c in [*first, *later] if c.notice]
+    assert len(notices) == 1 and "takes no n" in notices[0] and "only 1 choice" in notices[0]
+    assert first[0].notice
+
+
+class OneChoice(BaseHTTPRequestHandler):
+    """An endpoint that ignores `n`: every reply has one choice."""
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        OneChoice.asked.append(request.get("n"))
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                "content": f"seed {request.get('seed')}"}}],
+                           "usage": {"prompt_tokens": 10, "completion_tokens": 3}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_endpoint_answering_fewer_choices_than_n_keeps_them_and_asks_the_rest_alone():
+    OneChoice.asked = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OneChoice)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        model = OpenAICompatibleModel(Endpoint("scripted", f"http://127.0.0.1:{server.server_address[1]}/v1", SECRET),
+                                      retry=FAST_RETRY)
+        replies = model.generate_many([[{"role": "user", "content": "write a prompt"}]] * 3, temperature=1.0)
+    finally:
+        server.shutdown()
+    assert OneChoice.asked[0] == 3 and sorted(OneChoice.asked[1:], key=str) == [None, None]
+    assert [c.text for c in replies] == ["seed 0", "seed 1", "seed 2"]
+    assert [bool(c.notice) for c in replies] == [True, False, False] and "the reply has 1" in replies[0].notice
+
+
+@pytest.mark.parametrize("status, message, param, refused", [
+    (400, "n: only 1 choice is supported", "n", True),
+    (400, "Only n=1 is supported", None, True),
+    (422, "Unrecognized request arguments supplied: n", None, True),
+    (400, "'n' is not supported with this model", None, True),
+    (400, "messages[0].content: missing", "messages[0].content", False),
+    (400, "model: nano is not available", None, False),
+    (500, "n must be 1", None, False),
+])
+def test_only_a_refusal_naming_n_reads_as_no_n(status, message, param, refused):
+    assert says_no_choices(status, message, param) is refused
 
 
 def test_accounting_is_stored_and_the_key_is_never_written(tmp_path, bundled_case_file, expected, monkeypatch):

@@ -105,6 +105,7 @@ def test_a_valid_conversation_with_tool_calls_is_answered_with_n_choices(strict)
     ("tools", ..., "tool_choice", "only allowed when 'tools' are specified"),
     ("n", 0, "n", "at least 1"),
     ("n", 1.5, "n", "must be an integer"),
+    ("n", 129, "n", "at most 128"),
     ("temperature", 2.5, "temperature", "from 0 to 2"),
     ("temperature", -0.1, "temperature", "from 0 to 2"),
 ])

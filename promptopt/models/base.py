@@ -48,11 +48,13 @@ class Routed:
 
 @dataclass(frozen=True)
 class Completion:
-    """One generated text with its call; `error` is set (and `text` empty) when the call failed for good."""
+    """One generated text with its call; `error` is set (and `text` empty) when the call failed for good, and
+    `notice` when the backend changed how it asks from this call on (said once)."""
 
     text: str
     record: CallRecord
     error: str = ""
+    notice: str = ""
 
 
 class ModelBackend(Protocol):

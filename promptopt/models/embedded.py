@@ -29,7 +29,7 @@ from promptopt.models.native_routing import (
     distinguishing_prefixes,
     routing_tools,
 )
-from promptopt.models.packed_scoring import PrefixCache, Row, encode_prefix, score_rows
+from promptopt.models.packed_scoring import PrefixCache, Row, cache_keyword, encode_prefix, score_rows
 from promptopt.models.reference_scoring import score_rows_naive
 from promptopt.models.response_cache import Cached, ResponseCache
 from promptopt.models.settings import ModelSettings
@@ -50,8 +50,9 @@ class EmbeddedModel:
     name = "embedded"
 
     def __init__(self, batch_size: int = 8, model: Any = None, tokenizer: Any = None,
-                 cache: ResponseCache | None = None, weights: str | None = None) -> None:
+                 cache: ResponseCache | None = None, weights: str | None = None, generation_rows: int = 16) -> None:
         self.batch_size = batch_size
+        self.generation_rows = generation_rows  # the most rows one batched `generate` decodes together
         self.cache = cache
         self.source: WeightsSource = weights_source(weights)
         self.gate_bias = 0.0
@@ -324,33 +325,150 @@ class EmbeddedModel:
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
                       max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
-        """Completions one after another; sample i of a request is drawn with its own seed, so runs repeat.
-        Sample indices start at `first_sample` (a caller that asks for one sample at a time counts them). With a
-        response cache, a request answered before (same messages, sampling and sample index) is not generated
-        again and is recorded as a cache hit."""
-        completions = []
+        """Completions for `requests`, batched: the samples of identical messages are decoded together.
+
+        Repeated identical requests are distinct samples, numbered from `first_sample` (a caller that asks for one
+        sample at a time counts them). With a response cache, a sample answered before (same messages, sampling
+        and sample index) is not generated again and is recorded as a cache hit; the rest are generated together:
+
+        - sampled (temperature > 0), messages asked several times: the prompt is encoded once, its key/value
+          cache copied to one row per uncached sample, and the rows decoded in one `generate` (at most
+          `generation_rows` rows a call).
+        - messages asked once, and greedy (temperature 0) messages however often (every sample of them is the
+          same text): one row per distinct messages, distinct messages left-padded and decoded together in one
+          `generate`; greedy texts equal one greedy `generate` per request.
+
+        torch is seeded once per call from the call's messages and their first sample index, so the same requests
+        give the same texts on every run (not the texts of one seed per sample, as before batching).
+
+        Each sample gets its own `CallRecord`: `tokens_in` the prompt's tokens, `tokens_out` its own row's tokens up
+        to and including its end of turn (not the padded length), and `latency_s` the batched call's wall time
+        divided evenly among the samples it answered, so the records' latencies still add up to the time spent."""
+        completions: list[Completion | None] = [None] * len(requests)
+        groups: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}  # messages -> (position, sample, cache key)
         seen: dict[str, int] = {}
-        for messages in requests:
+        for position, messages in enumerate(requests):
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, first_sample - 1) + 1
             request = {"backend": self.name, "weights": self.source.gguf_name, "method": "generate-v1",
                        "messages": messages, "temperature": temperature, "max_tokens": max_tokens, "_sample": index}
             answer = self.cache.get(request) if self.cache is not None else None
-            if answer is not None:
-                stored = answer.response
-                record = CallRecord.from_cache(role, self.name, int(stored["tokens_in"]), int(stored["tokens_out"]),
-                                               paid_by_this_run=answer.paid_by_this_run)
-                completions.append(Completion(text=stored["text"], record=record))
+            if answer is None:
+                groups.setdefault(key, []).append((position, index, request))
                 continue
-            began = time.perf_counter()
-            seed = zlib.crc32(key.encode("utf-8")) + index
-            text, tokens_in, tokens_out = self._complete(messages, "", max_tokens, temperature, seed)
+            stored = answer.response
+            record = CallRecord.from_cache(role, self.name, int(stored["tokens_in"]), int(stored["tokens_out"]),
+                                           paid_by_this_run=answer.paid_by_this_run)
+            completions[position] = Completion(text=stored["text"], record=record)
+        if groups:
+            messages_of = {key: requests[samples[0][0]] for key, samples in groups.items()}
+            # one row per prompt asked once (and per greedy prompt: its copies are the same text), decoded together
+            alone = [key for key, samples in groups.items() if temperature == 0 or len(samples) == 1]
+            for start in range(0, len(alone), self.generation_rows):
+                chunk = alone[start:start + self.generation_rows]
+                began = time.perf_counter()
+                seed = zlib.crc32(chunk[0].encode("utf-8")) + groups[chunk[0]][0][1] if len(chunk) == 1 else \
+                    zlib.crc32("\n".join(f"{key}\x00{groups[key][0][1]}" for key in chunk).encode("utf-8"))
+                rows = self._padded_rows([messages_of[key] for key in chunk], max_tokens, temperature, seed)
+                samples = [sample for key in chunk for sample in groups[key]]
+                answers = [row for key, row in zip(chunk, rows) for _ in groups[key]]
+                self._answer(completions, samples, answers, time.perf_counter() - began, role)
+            # the samples of a prompt asked several times: its rows decoded together after one encoding of it
+            for key, samples in groups.items():
+                if key in alone:
+                    continue
+                for start in range(0, len(samples), self.generation_rows):
+                    chunk = samples[start:start + self.generation_rows]
+                    began = time.perf_counter()
+                    seed = zlib.crc32(key.encode("utf-8")) + chunk[0][1]
+                    rows = self._sample_rows(messages_of[key], len(chunk), max_tokens, temperature, seed)
+                    self._answer(completions, chunk, rows, time.perf_counter() - began, role)
+        return [c for c in completions if c is not None]
+
+    def _answer(self, completions: list[Completion | None], samples: Sequence[tuple[int, int, dict[str, Any]]],
+                rows: Sequence[tuple[str, int, int]], seconds: float, role: str) -> None:
+        """Put each generated (text, tokens in, tokens out) at its sample's position, and in the cache; the call's
+        `seconds` are divided evenly among its samples."""
+        for (position, _, request), (text, tokens_in, tokens_out) in zip(samples, rows):
             record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
-                                latency_s=time.perf_counter() - began)
+                                latency_s=seconds / len(samples))
             if self.cache is not None:
                 self.cache.put(request, {"text": text, "tokens_in": tokens_in, "tokens_out": tokens_out})
-            completions.append(Completion(text=text, record=record))
-        return completions
+            completions[position] = Completion(text=text, record=record)
+
+    def _prompt_ids(self, messages: list[dict[str, str]], opener: str = "") -> list[int]:
+        """The chat template's tokens for `messages`, up to the assistant turn opener (and `opener`)."""
+        text = self.tokenizer.apply_chat_template(self._template(messages), tokenize=False,
+                                                  add_generation_prompt=True)
+        return self._encode(text + opener)
+
+    def _end_ids(self) -> list[int]:
+        """The tokens that end a reply: the generation config's end-of-sequence ids (Qwen2.5-Instruct:
+        `<|im_end|>`) and the tokenizer's."""
+        configured = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
+        ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+        ids.append(self.tokenizer.eos_token_id)
+        return list(dict.fromkeys(i for i in ids if i is not None))
+
+    def _rows_out(self, new: Any, prompt_tokens: Sequence[int]) -> list[tuple[str, int, int]]:
+        """Per generated row (new tokens only, finished rows filled after their end): the text, the prompt's
+        tokens, and the row's own tokens up to and including its first end token."""
+        ends = set(self._end_ids())
+        rows = []
+        for row, tokens_in in zip(new.tolist(), prompt_tokens):
+            length = next((i + 1 for i, token in enumerate(row) if token in ends), len(row))
+            rows.append((self.tokenizer.decode(row[:length], skip_special_tokens=True), tokens_in, length))
+        return rows
+
+    def _sample_rows(self, messages: list[dict[str, str]], rows: int, max_tokens: int, temperature: float,
+                     seed: int) -> list[tuple[str, int, int]]:
+        """`rows` continuations of one prompt decoded together, after one encoding of the prompt: its key/value
+        cache (all but its last token) is computed once and repeated for each row. Sampled from `seed`, or greedy
+        at temperature 0 (every row then equals one greedy `generate` of the prompt)."""
+        import torch
+
+        with self._lock:
+            self._load()
+            ids = torch.tensor([self._prompt_ids(messages)])
+            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            with torch.inference_mode():
+                torch.manual_seed(seed)
+                shared: dict[str, Any] = {}
+                if ids.shape[1] > 1:
+                    # the decoder alone: the prompt's logits are not needed, and the head over every prompt
+                    # position would cost as much as a fifth of the encoding
+                    encoded = self._model.model(input_ids=ids[:, :-1], use_cache=True)
+                    cache = getattr(encoded, "cache", None)
+                    cache = encoded.past_key_values if cache is None else cache
+                    if rows > 1:
+                        cache.batch_repeat_interleave(rows)
+                    shared[cache_keyword(self._model)] = cache
+                batch = ids.expand(rows, -1)
+                out = self._model.generate(input_ids=batch, attention_mask=torch.ones_like(batch),
+                                           max_new_tokens=max_tokens, pad_token_id=self._end_ids()[0],
+                                           **shared, **sampling)
+            return self._rows_out(out[:, ids.shape[1]:], [ids.shape[1]] * rows)
+
+    def _padded_rows(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int,
+                     temperature: float = 0.0, seed: int = 0) -> list[tuple[str, int, int]]:
+        """One continuation of each of distinct prompts, decoded together: left-padded (the pad masked out, so each
+        row reads only its own tokens, at its own positions), one `generate`; greedy (each row then equals one
+        greedy `generate` of its prompt) or sampled from `seed`."""
+        import torch
+
+        with self._lock:
+            self._load()
+            prompts = [self._prompt_ids(messages) for messages in conversations]
+            width = max(len(ids) for ids in prompts)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._end_ids()[0]
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            with torch.inference_mode():
+                torch.manual_seed(seed)
+                out = self._model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens,
+                                           pad_token_id=self._end_ids()[0], **sampling)
+            return self._rows_out(out[:, width:], [len(p) for p in prompts])
 
     def _complete(
         self, messages: list[dict[str, str]], opener: str, max_tokens: int, temperature: float, seed: int = 0
@@ -361,9 +479,7 @@ class EmbeddedModel:
         with self._lock:
             self._load()
             torch.manual_seed(seed)
-            text = self.tokenizer.apply_chat_template(self._template(messages), tokenize=False,
-                                                      add_generation_prompt=True) + opener
-            ids = torch.tensor([self._encode(text)])
+            ids = torch.tensor([self._prompt_ids(messages, opener)])
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
                 out = self._model.generate(

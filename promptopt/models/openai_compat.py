@@ -13,6 +13,10 @@ and the reply's first word names the tool, followed by optional JSON arguments. 
 the first refusal of a request carrying `tools` that says the endpoint has no tool calling (`tool_support`)
 switches the backend to the text protocol for good, and the conversation it came with carries a one-line notice
 of it; a 400 about the request itself (a message, a schema) is that call's failure and switches nothing.
+
+Generation asks for the sampled replies to one prompt (a step's samples) in one call with `n`; an endpoint that
+refuses `n` (`choices_support`) or answers with fewer choices switches the backend to one call per sample, with
+a one-line notice, in the same way.
 """
 from __future__ import annotations
 
@@ -22,16 +26,18 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Coroutine, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 from promptopt.case import NO_TOOL, ToolCall
 from promptopt.models.base import CallRecord, Completion, Routed
+from promptopt.models.choices_support import choices_refusal
 from promptopt.models.pricing import PriceTable, load_prices
 from promptopt.models.response_cache import ResponseCache
 from promptopt.models.retry import RetryPolicy, is_retryable, status_code
 from promptopt.models.settings import ModelSettings
 from promptopt.models.tool_support import tool_calling_refusal
 from promptopt.models.tool_text import parse_json_object, tool_names
+from promptopt.progress import current
 
 T = TypeVar("T")
 
@@ -62,13 +68,15 @@ class Endpoint:
 @dataclass
 class Reply:
     """One chat completion (or its failure) with its accounting; `tools_refused` holds the endpoint's words when
-    the failure says it has no tool calling, and `notice` a line to show once (the switch of protocol)."""
+    the failure says it has no tool calling, `choices_refused` when it says it takes no `n`, and `notice` a line
+    to show once (the switch of protocol, or to one call per sample)."""
 
     message: dict[str, Any]
     record: CallRecord
     error: str = ""
     tools_refused: str = ""
     notice: str = ""
+    choices_refused: str = ""
 
 
 class _LoopThread:
@@ -100,6 +108,7 @@ class OpenAICompatibleModel:
         self.cache = cache
         self.prices = prices or load_prices()
         self.tool_protocol = tool_protocol
+        self.choices_per_call = True  # samples of one prompt asked as one call with `n`, until the endpoint refuses
         self.seed = seed
         self._rng = random.Random(seed)
         self._runner: _LoopThread | None = None
@@ -131,16 +140,32 @@ class OpenAICompatibleModel:
 
     def generate_many(self, requests: Sequence[list[dict[str, str]]], temperature: float = 1.0,
                       max_tokens: int = 512, role: str = "optimizer", first_sample: int = 0) -> list[Completion]:
-        """Several completions concurrently (sample i of identical messages is cached as its own entry);
-        sample indices start at `first_sample`."""
+        """Several completions concurrently; repeated identical messages are distinct samples, numbered from
+        `first_sample`, each cached as its own entry (so a later run or a resumed one finds each sample).
+
+        Sampled (temperature > 0), the uncached samples of the same messages are asked for in one call with `n`
+        (the reply's choices are the samples, in order), unless the endpoint has refused `n`: a 400 naming `n`,
+        or a reply with fewer choices than asked, switches this backend to one call per sample for good (the
+        choices a short reply did bring are kept), and the first completion after the switch carries a one-line
+        notice of it. One call's usage is split evenly among its samples (prompt and completion tokens alike,
+        the remainder to the first samples), so the records add up to what the endpoint counted and priced; its
+        latency is divided among them the same way, and its retries are counted once, on the first sample.
+        Greedy (temperature 0), the same messages are asked once and that answer serves every copy (recorded,
+        for the copies, as the cache hits a repeat of the call would be): `n` would only repeat it."""
         seen: dict[str, int] = {}
-        coroutines = []
-        for messages in requests:
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for position, messages in enumerate(requests):
             key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
             index = seen[key] = seen.get(key, first_sample - 1) + 1
-            coroutines.append(self._chat(self._request(messages, temperature, max_tokens, index), role))
-        replies = self._run(self._gather(coroutines))
-        return [Completion(text=r.message.get("content") or "", record=r.record, error=r.error) for r in replies]
+            groups.setdefault(key, []).append((position, self._request(messages, temperature, max_tokens, index)))
+        coroutines = [self._samples([request for _, request in samples], role) if temperature > 0
+                      else self._copies(samples[0][1], len(samples), role) for samples in groups.values()]
+        replies: list[Reply | None] = [None] * len(requests)
+        for samples, answered in zip(groups.values(), self._run(self._gather(coroutines))):
+            for (position, _), reply in zip(samples, answered):
+                replies[position] = reply
+        return [Completion(text=r.message.get("content") or "", record=r.record, error=r.error, notice=r.notice)
+                for r in replies if r is not None]
 
     def close(self) -> None:
         """Close the HTTP client and stop the loop thread."""
@@ -204,14 +229,37 @@ class OpenAICompatibleModel:
     # the call itself
     async def _chat(self, request: dict[str, Any], role: str) -> Reply:
         cache_request = {**request, "base_url": self.endpoint.base_url}
-        cached = self.cache.get(cache_request) if self.cache is not None else None
+        cached = self._cached(cache_request, role)
         if cached is not None:
-            usage = cached.response.get("usage") or {}
-            tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            record = CallRecord.from_cache(role, self.name, tokens_in, tokens_out,
-                                           self.prices.cost(self.name, tokens_in, tokens_out), cached.paid_by_this_run)
-            return Reply(message=_first_message(cached.response), record=record)
-        payload = {k: v for k, v in request.items() if not k.startswith("_")}
+            return cached
+        posted = await self._post({k: v for k, v in request.items() if not k.startswith("_")}, role, _first_message)
+        if isinstance(posted, Reply):
+            return posted
+        body, message, attempts, latency = posted
+        usage = body.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
+                            latency_s=latency, attempts=attempts,
+                            cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+        if self.cache is not None:
+            self.cache.put(cache_request, {"choices": [{"message": message}], "usage": usage})
+        return Reply(message=message, record=record)
+
+    def _cached(self, cache_request: dict[str, Any], role: str) -> Reply | None:
+        """The cache's answer to `cache_request`, recorded as a cache hit; None when it has none."""
+        cached = self.cache.get(cache_request) if self.cache is not None else None
+        if cached is None:
+            return None
+        usage = cached.response.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        record = CallRecord.from_cache(role, self.name, tokens_in, tokens_out,
+                                       self.prices.cost(self.name, tokens_in, tokens_out), cached.paid_by_this_run)
+        return Reply(message=_first_message(cached.response), record=record)
+
+    async def _post(self, payload: dict[str, Any], role: str,
+                    read: Callable[[Any], T]) -> tuple[dict[str, Any], T, int, float] | Reply:
+        """POST `payload` with retries: (body, what `read` takes from it, tries, seconds), or the failed `Reply`
+        after the last try (a body `read` cannot take counts as a failed try)."""
         started = time.perf_counter()
         attempt = 0
         async with self._limit():
@@ -221,8 +269,7 @@ class OpenAICompatibleModel:
                     # the SDK's raw POST: same transport, auth and error types as `chat.completions.create`,
                     # without re-validating the request through its typed params (milliseconds per call)
                     body = await self._client_for_loop().post("/chat/completions", body=payload, cast_to=object)
-                    message = _first_message(body)
-                    break
+                    return body, read(body), attempt, time.perf_counter() - started
                 except Exception as failure:  # the SDK's errors, and bodies that are not what they claim
                     if attempt >= self.retry.attempts or not is_retryable(failure):
                         latency = time.perf_counter() - started
@@ -230,16 +277,85 @@ class OpenAICompatibleModel:
                                             attempts=attempt, error=_describe(failure, self.endpoint.api_key),
                                             status=status_code(failure) or 0)
                         return Reply(message={}, record=record, error=record.error,
-                                     tools_refused=tool_calling_refusal(failure))
+                                     tools_refused=tool_calling_refusal(failure),
+                                     choices_refused=choices_refusal(failure) if "n" in payload else "")
                     await asyncio.sleep(self.retry.delay(attempt, failure, self._rng))
+
+    async def _samples(self, requests: list[dict[str, Any]], role: str) -> list[Reply]:
+        """The samples of one prompt (`requests` differ only in their sample index and seed): each from the cache
+        when it has it, the rest from one call with `n` while the endpoint takes it, else one call each."""
+        replies: list[Reply | None] = [self._cached({**r, "base_url": self.endpoint.base_url}, role)
+                                       for r in requests]
+        missing = [i for i, reply in enumerate(replies) if reply is None]
+        notice = ""
+        if len(missing) > 1 and self.choices_per_call:
+            answered, notice = await self._chat_choices([requests[i] for i in missing], role)
+            for i, reply in zip(missing, answered):
+                replies[i] = reply
+            missing = missing[len(answered):]
+        for i, reply in zip(missing, await self._gather([self._chat(requests[i], role) for i in missing])):
+            replies[i] = reply
+        done = [reply for reply in replies if reply is not None]
+        if notice:
+            done[0] = replace(done[0], notice=notice)
+        return done
+
+    async def _chat_choices(self, requests: list[dict[str, Any]], role: str) -> tuple[list[Reply], str]:
+        """One call for the samples `requests` (the first's request with `n`): a reply per sample it answered, in
+        order, each cached under its own sample's request; and the notice when this call switched the backend to
+        one call per sample (then the samples it did not answer are left to the caller)."""
+        count = len(requests)
+        payload = {k: v for k, v in requests[0].items() if not k.startswith("_")}
+        posted = await self._post({**payload, "n": count}, role, _messages)
+        if isinstance(posted, Reply):
+            if posted.choices_refused:
+                return [], self._switch_to_separate_calls(role, posted.choices_refused)
+            return [replace(posted, record=replace(posted.record, latency_s=posted.record.latency_s / count,
+                                                   attempts=posted.record.attempts if i == 0 else 1))
+                    for i in range(count)], ""
+        body, messages, attempts, latency = posted
+        messages = messages[:count]
+        notice = "" if len(messages) == count else self._switch_to_separate_calls(
+            role, f"asked for n={count} choices, the reply has {len(messages)}")
         usage = body.get("usage") or {}
-        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
-                            latency_s=time.perf_counter() - started, attempts=attempt,
-                            cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
-        if self.cache is not None:
-            self.cache.put(cache_request, {"choices": [{"message": message}], "usage": usage})
-        return Reply(message=message, record=record)
+        shares_in = _shares(int(usage.get("prompt_tokens") or 0), len(messages))
+        shares_out = _shares(int(usage.get("completion_tokens") or 0), len(messages))
+        replies = []
+        for i, (request, message) in enumerate(zip(requests, messages)):
+            tokens_in, tokens_out = shares_in[i], shares_out[i]
+            record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
+                                latency_s=latency / len(messages), attempts=attempts if i == 0 else 1,
+                                cost_usd=self.prices.cost(self.name, tokens_in, tokens_out))
+            if self.cache is not None:
+                self.cache.put({**request, "base_url": self.endpoint.base_url},
+                               {"choices": [{"message": message}],
+                                "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                                          "total_tokens": tokens_in + tokens_out}})
+            replies.append(Reply(message=message, record=record))
+        return replies, notice
+
+    async def _copies(self, request: dict[str, Any], count: int, role: str) -> list[Reply]:
+        """A greedy request asked `count` times: one call, its answer for every copy (the copies recorded as the
+        cache hits a repeat of the call would be; a failure is every copy's, counted as one call's tries)."""
+        reply = await self._chat(request, role)
+        if reply.error:
+            copy = replace(reply, record=replace(reply.record, latency_s=0.0, attempts=0))
+        else:
+            record = reply.record
+            copy = Reply(message=reply.message, record=CallRecord.from_cache(
+                role, self.name, record.tokens_in, record.tokens_out, record.cost_usd))
+        return [reply, *[copy] * (count - 1)]
+
+    def _switch_to_separate_calls(self, role: str, refusal: str) -> str:
+        """Ask for each sample in its own call from now on; the line saying so, for the first caller only (calls
+        in flight together may all meet the refusal). The line is also said to the command being run."""
+        if not self.choices_per_call:
+            return ""
+        self.choices_per_call = False
+        notice = (f"{role} model {self.name}: the endpoint takes no n (several choices per call) "
+                  f"({refusal.splitlines()[0][:200]}); asking for each sample in its own call for the rest of this run")
+        current()(notice)
+        return notice
 
     # plumbing
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -301,6 +417,21 @@ def parse_text_protocol(text: str, names: set[str]) -> ToolCall:
         if word.lower() == NO_TOOL:
             break
     return ToolCall(NO_TOOL)
+
+
+def _messages(body: Any) -> list[dict[str, Any]]:
+    """The messages of every choice of a reply, in the order of their `index`."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        raise ValueError("response has no choices with a message")
+    ordered = sorted(choices, key=lambda c: c["index"]) if all(isinstance(c.get("index"), int) for c in choices) \
+        else choices
+    return [c["message"] for c in ordered]
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` whole shares as even as can be, the larger ones first."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)] if parts else []
 
 
 def _first_message(body: Any) -> dict[str, Any]:

@@ -99,16 +99,16 @@ def score_rows(causal_lm: Any, prefix: PrefixCache, rows: Sequence[Row], batch_s
     scores = np.zeros((len(rows), width))
     trees = [_Tree(shared, branches) for shared, branches in rows]
     order = sorted(range(len(rows)), key=lambda i: trees[i].size)
-    keyword = _cache_keyword(causal_lm.model)
+    keyword = cache_keyword(causal_lm.model)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         scores[batch] = _score_trees(causal_lm, prefix, [trees[i] for i in batch], width, keyword)
     return scores
 
 
-def _cache_keyword(decoder: Any) -> str:
-    """The name the decoder's forward takes a key/value cache under: `cache` from transformers 5.24 (which warns
-    about the old name), `past_key_values` before."""
+def cache_keyword(decoder: Any) -> str:
+    """The name the decoder's forward (and `generate`) takes a key/value cache under: `cache` from transformers
+    5.24 (which warns about the old name), `past_key_values` before."""
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 

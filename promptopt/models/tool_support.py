@@ -35,11 +35,11 @@ def says_no_tool_calling(status: int, message: str, param: str | None) -> bool:
 def tool_calling_refusal(error: BaseException) -> str:
     """The endpoint's own words when `error` (the SDK's, for a request carrying `tools`) says it has no tool
     calling; '' for any other failure."""
-    message, param = _detail(error)
+    message, param = error_detail(error)
     return message if says_no_tool_calling(status_code(error) or 0, message, param) else ""
 
 
-def _detail(error: BaseException) -> tuple[str, str | None]:
+def error_detail(error: BaseException) -> tuple[str, str | None]:
     """The error body's `message` and `param` (OpenAI's shape), else the error's text and no param."""
     body: Any = getattr(error, "body", None)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
