@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from promptopt.case import Case, ToolCall
 from promptopt.evaluators.base import Evaluator, component_names, evaluate_all, model_calls_per_case
-from promptopt.models.base import CallRecord, ModelBackend, Routed
+from promptopt.models.base import CallRecord, Completion, ModelBackend, Routed
 from promptopt.optimizer.budget import Budget
 from promptopt.progress import Counter, Say, counter
 from promptopt.runs.search_writes import SearchWrites
@@ -83,7 +83,7 @@ class Scorer:
         for index, chunk in enumerate(chunks):
             started = time.monotonic()
             routed = pending.pop(0).result()
-            self._announce(routed)
+            self.announce(routed)
             if index + 2 < len(chunks):
                 pending.append(pool.submit(self.task.run, self.model, prompt, chunks[index + 2]))
             calls = [r.record for r in routed] + self._record(prompt, chunk, routed, label)
@@ -98,9 +98,10 @@ class Scorer:
                          sum(c.tokens_in for c in calls), sum(c.tokens_out for c in calls),
                          time.monotonic() - started)
 
-    def _announce(self, routed: Sequence[Routed]) -> None:
-        """Say each backend notice (a switch of tool protocol) as it comes, and keep it for the run's steps."""
-        for answer in routed:
+    def announce(self, answers: Sequence[Routed | Completion]) -> None:
+        """Say each backend notice (a switch of tool protocol, of one call per sample) as it comes, and keep it
+        for the run's steps."""
+        for answer in answers:
             if answer.notice:
                 self.progress(answer.notice)
                 self._notices.append(answer.notice)

@@ -201,6 +201,7 @@ class SearchContext:
         more = {"first_sample": first_sample} if first_sample else {}
         completions = model.generate_many(requests, temperature=temperature, max_tokens=max_tokens,
                                           role="optimizer", **more)
+        self._scorer.announce(completions)
         records = [c.record for c in completions]
         budget.spend(records)
         self._writes.add_calls(self._run_id, records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from promptopt.api import optimize
+from promptopt.chat_request import ChatRequestError
 from promptopt.markup import protected_regions
 from promptopt.optimizer.prompt_parts import EDITABLE, EXAMPLES, PROTECTED_PART, TOOL_LIST, PromptParts
 from promptopt.optimizer.prompt_text import render_demos
@@ -125,3 +126,34 @@ def test_short_instruction_replies_become_valid_scored_candidates(tmp_path, stra
         assert protected_regions(candidate.prompt) == seed_regions
         assert all(name in candidate.prompt for name in NAMES)
         assert candidate.prompt.startswith("Call the tool the request needs; check twice")
+
+
+class InstructionWriterWithoutN(InstructionWriter):
+    """The same writer behind an endpoint that takes no `n`: several choices per call are OpenAI's 400."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_asked: list[int | None] = []
+
+    def respond(self, request: dict) -> tuple[dict, int, int]:
+        self.n_asked.append(request.get("n"))
+        if int(request.get("n") or 1) > 1:
+            raise ChatRequestError(400, "n: only 1 choice is supported by this endpoint", param="n",
+                                   code="invalid_value")
+        return super().respond(request)
+
+
+def test_an_optimizer_endpoint_without_n_is_asked_once_per_sample_and_the_run_says_so(tmp_path):
+    case_file, expected = scripted_task(tmp_path, every=8)
+    writer, said = InstructionWriterWithoutN(), []
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    with ChatServer(ExamplesRouter(expected)) as task_server, ChatServer(writer) as optimizer_server:
+        result = optimize(cases=[case_file], strategy="opro", steps=1, db=db, model="scripted",
+                          base_url=task_server.base_url, optimizer_model="scripted-optimizer",
+                          optimizer_base_url=optimizer_server.base_url, candidates=3, train_sample=8,
+                          progress=said.append)
+    assert writer.n_asked == [3, None, None, None]  # refused once, then one call each
+    (step,) = [s for s in Store(db).steps(result.run_id) if s.step == 1]
+    assert len(step.details["notices"]) == 1 and "takes no n" in step.details["notices"][0]
+    assert sum("takes no n" in line for line in said) == 1
+    assert step.details["samples"]["samples"] == 3 and step.details["samples"]["failed"] == 0

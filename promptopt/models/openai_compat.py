@@ -37,7 +37,6 @@ from promptopt.models.retry import RetryPolicy, is_retryable, status_code
 from promptopt.models.settings import ModelSettings
 from promptopt.models.tool_support import tool_calling_refusal
 from promptopt.models.tool_text import parse_json_object, tool_names
-from promptopt.progress import current
 
 T = TypeVar("T")
 
@@ -348,13 +347,12 @@ class OpenAICompatibleModel:
 
     def _switch_to_separate_calls(self, role: str, refusal: str) -> str:
         """Ask for each sample in its own call from now on; the line saying so, for the first caller only (calls
-        in flight together may all meet the refusal). The line is also said to the command being run."""
+        in flight together may all meet the refusal); the run says it and stores it with its step."""
         if not self.choices_per_call:
             return ""
         self.choices_per_call = False
         notice = (f"{role} model {self.name}: the endpoint takes no n (several choices per call) "
                   f"({refusal.splitlines()[0][:200]}); asking for each sample in its own call for the rest of this run")
-        current()(notice)
         return notice
 
     # plumbing
