@@ -1,7 +1,7 @@
 """Generating a step's samples on the embedded model: `--samples` replies (default 8) of up to `--max-tokens` new
 tokens (default 200) at temperature 1.0 to one OPRO meta-prompt of the bundled task (~800 tokens, built as
-`optimizer/strategies/opro.py` builds it: the task and tools, two scored earlier prompts, three exemplar cases, the
-protected section and the ask), one `generate` per sample (what `generate_many` did before batching) against
+`optimizer/strategies/opro.py` builds it: the task and tools, two scored earlier prompts' editable text, three
+exemplar cases, the note of the fixed parts and the ask), one `generate` per sample (what `generate_many` did before batching) against
 `generate_many`'s batched path (the prompt encoded once, its key/value cache repeated for every sample, all
 samples decoded together). The response cache is off.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from promptopt.markup import protected_regions
 from promptopt.models.embedded import EmbeddedModel
 from promptopt.models.tool_text import tool_names
+from promptopt.optimizer.prompt_parts import PromptParts
 from promptopt.optimizer.prompt_text import PROMPT_TAGS
 from promptopt.optimizer.strategies.opro import META_TEXT
 from promptopt.runs.case_import import read_cases
@@ -35,8 +35,8 @@ from promptopt.tasks import bundled_task
 
 def meta_prompt() -> str:
     """An OPRO meta-prompt for the bundled tool-routing task, part by part as `OproStrategy.meta_prompt` writes
-    it: the intro with the tools, two earlier prompts with scores (worst first), three exemplar cases, the
-    protected section and the ask."""
+    it: the intro with the tools, two earlier prompts' editable text with scores (worst first), three exemplar
+    cases, the note of the fixed parts and the ask."""
     text = META_TEXT["en"]
     task = bundled_task("tool-routing")
     cases = [case for path in task.case_files for case in read_cases(path, task.tools)]
@@ -47,11 +47,13 @@ def meta_prompt() -> str:
         (task.seed_prompt.replace("Use them when they help:", "Call exactly the one tool the request needs:"), 64),
     ]
     parts = [text["intro"].format(open=opened, close=closed, tools=tools)]
-    parts += [text["pair"].format(prompt=prompt, score=score) for prompt, score in history]
+    names = tool_names(task.tools)
+    parts += [text["pair"].format(prompt=PromptParts.of(prompt, names).editable, score=score)
+              for prompt, score in history]
     parts.append(text["examples"])
     parts += [text["request"].format(query=case.query, tool=case.expected.name) for case in cases[:30:10]]
-    parts.append(text["protected"].format(regions="\n".join(protected_regions(task.seed_prompt))))
-    parts.append(text["ask"].format(open=opened, close=closed))
+    parts.append(PromptParts.of(task.seed_prompt, names).note())
+    parts.append(text["ask"].format(open=opened, close=closed, names=""))
     return "\n\n".join(parts)
 
 
