@@ -103,7 +103,8 @@ class PromptParts:
         return "".join(pieces)
 
     def clean(self, rewrite: str) -> str:
-        """`rewrite` without the fixed text it may have copied."""
+        """`rewrite` without the fixed text it may have copied, or the lines of the note describing it (a small
+        model echoes its whole request)."""
         text = PROTECTED.sub("", rewrite)
         text = MARKER.sub("", text)
         header = text.find(EXAMPLES_HEADER)
@@ -111,6 +112,8 @@ class PromptParts:
             text = text[:header]
         fixed_lines = {line.strip() for p in self.parts if p.kind == TOOL_LIST for line in p.text.splitlines()
                        if line.strip()}
+        fixed_lines |= {line.strip() for language in NOTE_TEXT for line in self.note(language).splitlines()
+                        if line.strip()}
         kept = [line for line in text.splitlines() if line.strip() not in fixed_lines]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 

@@ -44,6 +44,8 @@ def test_a_rewrite_is_spliced_back_and_what_it_copied_is_not_doubled():
     assert all(name in spliced for name in NAMES) and "\n\n\n" not in spliced
     copied = parts.splice(f"Be brief.\n- Stores: find_stores\n{protected_regions(TASK.seed_prompt)[0]}\n")
     assert copied.count("- Stores: find_stores") == 1 and copied.count(COMPLIANCE) == 1
+    echoed = parts.splice(f"{parts.editable}\n\n{parts.note()}")  # a small model echoing its whole request
+    assert echoed == TASK.seed_prompt
     assert parts.splice("<!-- protected -->\n<!-- /protected -->") == ""  # nothing of its own: refused as empty
 
 
