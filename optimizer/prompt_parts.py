@@ -114,7 +114,7 @@ class PromptParts:
                        if line.strip()}
         fixed_lines |= {line.strip() for language in NOTE_TEXT for line in self.note(language).splitlines()
                         if line.strip()}
-        kept = [line for line in text.splitlines() if line.strip() not in fixed_lines]
+        kept = [line for line in text.splitlines() if not _copied(line.strip(), fixed_lines)]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
     def note(self, language: str = "en") -> str:
@@ -155,6 +155,11 @@ def _cut_text(text: str, tool_names: Sequence[str]) -> list[Part]:
         else:
             parts.append(Part(line, kind))
     return [*parts, *examples]
+
+
+def _copied(line: str, fixed_lines: set[str]) -> bool:
+    """Whether `line` is a fixed line, or the start of one where a reply was cut off at its token limit."""
+    return line in fixed_lines or (len(line) >= 8 and any(fixed.startswith(line) for fixed in fixed_lines))
 
 
 def _line_breaks(text: str) -> str:

@@ -46,6 +46,7 @@ def test_a_rewrite_is_spliced_back_and_what_it_copied_is_not_doubled():
     assert copied.count("- Stores: find_stores") == 1 and copied.count(COMPLIANCE) == 1
     echoed = parts.splice(f"{parts.editable}\n\n{parts.note()}")  # a small model echoing its whole request
     assert echoed == TASK.seed_prompt
+    assert parts.splice(f"{parts.editable}\n\n{parts.note()[:-40]}") == TASK.seed_prompt  # an echo cut short
     assert parts.splice("<!-- protected -->\n<!-- /protected -->") == ""  # nothing of its own: refused as empty
 
 
