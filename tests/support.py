@@ -32,3 +32,14 @@ def share_weights(monkeypatch: pytest.MonkeyPatch, embedded):
     monkeypatch.setattr(module, "EmbeddedModel",
                         lambda **kw: original(model=embedded._model, tokenizer=embedded._tokenizer, **kw))
     return embedded
+
+
+def send_json(handler, status: int, payload: dict) -> None:
+    """Answer a raw `BaseHTTPRequestHandler` request with `payload` as JSON (for endpoints that break the rules on
+    purpose, which the strict `ChatServer` will not)."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -25,6 +25,7 @@ from promptopt.models.settings import ModelSettingsError
 from promptopt.runs.store import Store
 from promptopt.server import ChatServer, FaultPlan
 from tests.fakes import ExamplesRouter
+from tests.support import send_json
 
 FAST_RETRY = RetryPolicy(attempts=10, base_s=0.01, cap_s=0.05)
 SECRET = "sk-test-SECRET-0123456789"
@@ -264,14 +265,9 @@ class OneChoice(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
         OneChoice.asked.append(request.get("n"))
-        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                "content": f"seed {request.get('seed')}"}}],
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 3}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, 200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                   "content": f"seed {request.get('seed')}"}}],
+                              "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
 
     def log_message(self, *args) -> None:
         pass
@@ -417,13 +413,8 @@ class EchoKey401(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('authorization')}",
-                                     "type": "invalid_request_error"}}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, 401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('authorization')}",
+                                        "type": "invalid_request_error"}})
 
     def log_message(self, *args) -> None:
         pass
