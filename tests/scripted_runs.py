@@ -19,7 +19,7 @@ from promptopt.runs.store import Store
 from promptopt.runs.tables import ModelCallRow
 from promptopt.tasks import bundled_task
 from tests.fakes import ExamplesRouter
-from tests.support import ROOT, write_jsonl
+from tests.support import ROOT, interruptible, write_jsonl
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ def resume_command(db: str, run_id: str, *extra: str) -> list[str]:
 def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `command` in the repository, with this process's environment plus `env`."""
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, preexec_fn=interruptible)
 
 
 def interrupted_at_first_call(command: list[str], responder: Stalling, signum: int = signal.SIGINT

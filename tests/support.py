@@ -4,6 +4,7 @@ import conftest (pytest loads it as a plugin, not as a module to import from).""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,10 @@ def send_json(handler, status: int, payload: dict) -> None:
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child a test will Ctrl-C: SIGINT back to its default, which Python turns into
+    KeyboardInterrupt. A shell ignores SIGINT in commands it starts in the background, and the child inherits that,
+    so a suite run as `bash .ci/run &` would otherwise see every interrupt test hang."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -23,7 +23,7 @@ from promptopt.server import ChatServer
 from tests.fakes import ExamplesRouter
 from tests.postgres import PASSWORD_ROLE, free_port
 from tests.scripted_runs import resume_command, run_command, scripted_task
-from tests.support import ROOT, case_record, write_jsonl
+from tests.support import ROOT, case_record, interruptible, write_jsonl
 
 URL_EXAMPLE = "use sqlite:///PATH/promptopt.db or postgresql://USER@HOST/DATABASE"
 DISK_FULL = re.compile(r"Error: store sqlite:///\S+/store\.db: the disk is full \((database or disk is full|disk I/O "
@@ -190,7 +190,7 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(tmp_path):
     are still under way (numpy loads well before the last of them)."""
     process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "promptopt.cli", "runs", "list", "--db",
                                 f"sqlite:///{tmp_path / 'store.db'}"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     for line in process.stderr:
         if line.rstrip().endswith(" numpy"):
             process.send_signal(signal.SIGINT)
