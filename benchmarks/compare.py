@@ -55,7 +55,7 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
 SMALL_STEPS = {"apo": 2, "opro": 2}
 
 COLUMNS = ["dataset", "strategy", "seed_acc", "seed_ci", "winner_acc", "winner_ci", "p_value", "accepted",
-           "proposed", "valid", "scored", "accepted_candidates", "model_calls", "tokens", "wall_s", "run_id", "note"]
+           "proposed", "valid", "scored", "model_calls", "tokens", "wall_s", "run_id", "note"]
 
 
 def prepare(dataset: str, folder: Path, cases: int, seed: int) -> dict[str, Any]:
@@ -104,7 +104,8 @@ def run_one(dataset: str, strategy: str, inputs: dict[str, Any], args: argparse.
                 "wall_s": round(time.perf_counter() - started, 1)}
     report = result.report
     return {
-        "dataset": dataset, "strategy": strategy, **candidate_counts(db, result.run_id),
+        "dataset": dataset, "strategy": strategy, "proposed": report["candidates"],
+        "valid": report["candidates"] - report["invalid_candidates"], "scored": scored_candidates(db, result.run_id),
         "seed_acc": report["seed"]["test_accuracy"], "seed_ci": report["seed"]["ci95"],
         "winner_acc": report["winner"]["test_accuracy"], "winner_ci": report["winner"]["ci95"],
         "p_value": report["p_value"], "accepted": report["accepted"], "model_calls": report["model_calls"],
@@ -113,20 +114,17 @@ def run_one(dataset: str, strategy: str, inputs: dict[str, Any], args: argparse.
     }
 
 
-def candidate_counts(db: str, run_id: str) -> dict[str, int]:
-    """What became of the run's candidates (the seed left out; DSPy's trials counted): proposed, valid (not
-    refused by validation), scored (evaluated on any case) and accepted."""
+def scored_candidates(db: str, run_id: str) -> int:
+    """How many of the run's candidates (the seed left out; DSPy's trials counted) were evaluated on any case (the
+    report counts those proposed, invalid and accepted, not this)."""
     from promptopt.runs.store import Store
 
     store = Store(db)
-    made = [c for c in store.candidates(run_id) if c.operator != "seed"]
-    return {"proposed": len(made), "valid": sum(c.status != "invalid" for c in made),
-            "scored": sum(bool(store.evaluations(c.id)) for c in made),
-            "accepted_candidates": sum(c.status == "accepted" for c in made)}
+    return sum(bool(store.evaluations(c.id)) for c in store.candidates(run_id) if c.operator != "seed")
 
 
 def _counts(row: dict[str, Any]) -> str:
-    keys = ("proposed", "valid", "scored", "accepted_candidates")
+    keys = ("proposed", "valid", "scored", "accepted")
     return "" if row.get("proposed") is None else " / ".join(str(row.get(k, "")) for k in keys)
 
 
