@@ -22,6 +22,7 @@ from promptopt.progress import Say
 from promptopt.runs.export import export_prompt
 from promptopt.runs.search_writes import SearchWrites
 from promptopt.runs.store import Store
+from promptopt.runs.store_errors import shown_url
 from promptopt.runs.tables import as_utc
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def register_prompt(store: Store, run_id: str, destination: str, uri: str | None
         raise RegistryError("--to mlflow:NAME registers the prompt itself: use --format md (the default) or txt")
     text = export_prompt(store, run_id, fmt, incumbent)
     run = store.run(run_id)
-    regions = protected_regions(export_prompt(store, run_id, "md", incumbent))
+    regions = protected_regions(text if fmt == "md" else export_prompt(store, run_id, "md", incumbent))
     tags = _prompt_tags(run, len(regions), fmt)
     message = f"promptopt run {run_id}"
     if "promptopt.test_accuracy" in tags:
@@ -108,7 +109,7 @@ def load_registered_prompt(reference: str, uri: str | None) -> str:
         else:
             found = client.get_prompt_version(name, version)
     if found is None:
-        raise RegistryError(f"no prompt {reference!r} in MLflow's Prompt Registry at {_shown(uri)}")
+        raise RegistryError(f"no prompt {reference!r} in MLflow's Prompt Registry at {shown_url(uri or '')}")
     if not isinstance(found.template, str):
         raise RegistryError(f"{reference} is a chat prompt (a list of messages), not a system prompt's text")
     return found.template
@@ -226,7 +227,7 @@ class _Tracker:
                 return call()
         except Exception as error:  # noqa: BLE001 (tracking must never break a run, whatever MLflow raises)
             self.off = True
-            self.warn(f"MLflow tracking at {_shown(self.uri)} stopped: {_one_line(error)}; the run goes on, and "
+            self.warn(f"MLflow tracking at {shown_url(self.uri)} stopped: {_one_line(error)}; the run goes on, and "
                       "promptopt's store keeps all of it")
             return None
 
@@ -327,7 +328,7 @@ def _registry_errors(uri: str | None) -> Iterator[None]:
     except RegistryError:
         raise
     except Exception as error:  # noqa: BLE001 (MLflow raises many kinds; each is reported the same way)
-        raise RegistryError(f"MLflow's Prompt Registry at {_shown(uri)}: {_one_line(error)}") from None
+        raise RegistryError(f"MLflow's Prompt Registry at {shown_url(uri or '')}: {_one_line(error)}") from None
 
 
 @contextlib.contextmanager
@@ -359,16 +360,6 @@ def _one_line(error: BaseException) -> str:
         return f"mlflow is not installed: {MLFLOW_INSTALL}"
     text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
     return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _shown(uri: str | None) -> str:
-    """A tracking URI as shown in messages, without a password it may hold."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri or "")
-    if parts.password:
-        return uri.replace(f":{parts.password}@", ":***@")
-    return uri or ""
 
 
 def _warn_on_stderr(message: str) -> None:
