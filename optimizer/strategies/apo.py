@@ -158,7 +158,8 @@ class ApoStrategy(StrategyBase):
             return []
         tools = ", ".join(context.tool_names)
         parts = context.parts(parent.prompt)
-        shown = {"tools": tools, "prompt": parts.editable, "fixed": parts.note() + "\n\n" if parts.note() else "",
+        note = parts.note()
+        shown = {"tools": tools, "prompt": parts.editable, "fixed": f"{note}\n\n" if note else "",
                  "start": START, "end": END}
         names = "" if parts.has_tool_list else NAMES
         samples = []

@@ -150,8 +150,9 @@ class OproStrategy(StrategyBase):
                 lines.append(text["request"].format(query=case.query, tool=case.expected.name))
                 parts.append("\n".join(lines))
         incumbent = context.parts(context.incumbent.prompt)
-        if incumbent.note(self.language):
-            parts.append(incumbent.note(self.language))
+        note = incumbent.note(self.language)
+        if note:
+            parts.append(note)
         names = "" if incumbent.has_tool_list else text["names"]
         parts.append(text["ask"].format(open=TAG_OPEN, close=TAG_CLOSE, names=names))
         return "\n\n".join(parts)

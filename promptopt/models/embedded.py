@@ -430,7 +430,7 @@ class EmbeddedModel:
         with self._lock:
             self._load()
             ids = torch.tensor([self._prompt_ids(messages)])
-            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            sampling = _sampling(temperature)
             with torch.inference_mode():
                 torch.manual_seed(seed)
                 shared: dict[str, Any] = {}
@@ -463,7 +463,7 @@ class EmbeddedModel:
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._end_ids()[0]
             ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            sampling = _sampling(temperature)
             with torch.inference_mode():
                 torch.manual_seed(seed)
                 out = self._model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens,
@@ -480,7 +480,7 @@ class EmbeddedModel:
             self._load()
             torch.manual_seed(seed)
             ids = torch.tensor([self._prompt_ids(messages, opener)])
-            sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+            sampling = _sampling(temperature)
             with torch.inference_mode():
                 out = self._model.generate(
                     input_ids=ids,
@@ -502,6 +502,11 @@ class EmbeddedModel:
         record = CallRecord(role=role, model=self.name, tokens_in=tokens_in, tokens_out=tokens_out,
                             latency_s=time.perf_counter() - began)
         return text, record
+
+
+def _sampling(temperature: float) -> dict[str, Any]:
+    """`generate`'s sampling arguments: sampled at `temperature` when it is above 0, else greedy."""
+    return {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
 
 
 def from_settings(settings: ModelSettings, concurrency: int, cache: ResponseCache | None,

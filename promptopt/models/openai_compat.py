@@ -351,9 +351,8 @@ class OpenAICompatibleModel:
         if not self.choices_per_call:
             return ""
         self.choices_per_call = False
-        notice = (f"{role} model {self.name}: the endpoint takes no n (several choices per call) "
-                  f"({refusal.splitlines()[0][:200]}); asking for each sample in its own call for the rest of this run")
-        return notice
+        return (f"{role} model {self.name}: the endpoint takes no n (several choices per call) "
+                f"({refusal.splitlines()[0][:200]}); asking for each sample in its own call for the rest of this run")
 
     # plumbing
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:

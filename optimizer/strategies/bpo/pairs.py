@@ -101,7 +101,8 @@ def analysis_request(group: FeedbackGroup, tool_names: Sequence[str]) -> str:
     parts = PromptParts.of(group.prompt, tool_names)
     named = [name for name in tool_names if name in parts.editable]
     constraints = TOOL_CONSTRAINT.format(tools=", ".join(named)) if named else ""
-    fixed = parts.note() + "\n\n" if parts.note() else ""
+    note = parts.note()
+    fixed = f"{note}\n\n" if note else ""
     return ANALYSIS_REQUEST.format(prompt=parts.editable, fixed=fixed, feedback="\n\n".join(blocks),
                                    constraints=constraints, open=PROMPT_TAGS[0], close=PROMPT_TAGS[1])
 
