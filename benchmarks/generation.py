@@ -1,8 +1,8 @@
 """Generating a step's samples on the embedded model: `--samples` replies (default 8) of up to `--max-tokens` new
 tokens (default 200) at temperature 1.0 to one OPRO meta-prompt of the bundled task (~800 tokens, built as
 `optimizer/strategies/opro.py` builds it: the task and tools, two scored earlier prompts' editable text, three
-exemplar cases, the note of the fixed parts and the ask), one `generate` per sample (what `generate_many` did before batching) against
-`generate_many`'s batched path (the prompt encoded once, its key/value cache repeated for every sample, all
+exemplar cases, the note of the fixed parts and the ask), one `generate` per sample (what `generate_many` did
+before batching) against `generate_many`'s batched path (the prompt encoded once, its key/value cache repeated for every sample, all
 samples decoded together). The response cache is off.
 
 By default every sample is made to write all `--max-tokens` tokens (its end of turn suppressed, as

@@ -46,8 +46,9 @@ def recorded_run(store: Store, task: str, strategy: str, config: dict[str, Any],
                  writes: SearchWrites | None = None) -> Iterator[RecordedRun]:
     """Create the run and store its seed prompt (the incumbent and winner until something replaces it), holding
     its writer lock and beating its heartbeat until the block ends. Ctrl-C or SIGTERM in the block stores it
-    `interrupted` and raises `RunInterrupted`; any other error stores it `failed` with the error and re-raises. `writes` is where the run is
-    written (a resumed run's replay, `ResumedStore`); reads and heartbeats go to `store`."""
+    `interrupted` and raises `RunInterrupted`; any other error stores it `failed` with the error and re-raises.
+    `writes` is where the run is written (a resumed run's replay, `ResumedStore`); reads and heartbeats go to
+    `store`."""
     writes = writes or store
     run_id = writes.create_run(task, strategy, config, tools, splits, order)
     with hold_writer(store, run_id), Heartbeat(store, run_id):

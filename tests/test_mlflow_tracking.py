@@ -116,7 +116,8 @@ def test_a_tracked_run_logs_parameters_metrics_by_step_and_artifacts(scripted):
     report = store.run(run_id).summary
     metrics = tracked.data.metrics
     assert metrics["winner_test_accuracy"] == pytest.approx(report["winner"]["test_accuracy"])
-    assert [metrics["winner_test_ci95_low"], metrics["winner_test_ci95_high"]] == pytest.approx(report["winner"]["ci95"])
+    ci95 = [metrics["winner_test_ci95_low"], metrics["winner_test_ci95_high"]]
+    assert ci95 == pytest.approx(report["winner"]["ci95"])
     assert metrics["seed_test_accuracy"] == pytest.approx(report["seed"]["test_accuracy"])
     assert metrics["p_value"] == pytest.approx(report["p_value"])
 

@@ -6,9 +6,9 @@ failures, ask the optimizer model for `gradients` textual gradients (each call s
 fixes it; for each edit, `paraphrases` Monte-Carlo paraphrases; keep at most `max_successors` successors per
 parent. The optimizer model sees and writes the prompts' editable text only (`PromptParts`: the tool list,
 protected regions and examples are described, never copied) and every reply is spliced back into the parent's
-fixed parts. Invalid successors (a tool dropped, too long) are discarded before any evaluation. The next beam of `beam_width` is chosen among parents and successors by a best-arm bandit
-(`promptopt.optimizer.bandits`; UCB by default) that spends at most `eval_budget` pulls, a pull scoring one arm
-on `pull_size` random training cases. Every successor stores its lineage: parent, gradient, the failures the
+fixed parts. Invalid successors (a tool dropped, too long) are discarded before any evaluation. The next beam of
+`beam_width` is chosen among parents and successors by a best-arm bandit (`promptopt.optimizer.bandits`; UCB by
+default) that spends at most `eval_budget` pulls, a pull scoring one arm on `pull_size` random training cases. Every successor stores its lineage: parent, gradient, the failures the
 gradient was drawn from, and whether it is an edit or a paraphrase. Defaults follow the paper.
 """
 from __future__ import annotations

@@ -4,8 +4,8 @@ the system prompt on promptopt's task, models, cache and budget.
 DSPy optimizes a program with one `Predict` whose instructions are the editable text of the incumbent's prompt
 (`PromptParts`: its tool list, protected regions and examples cut out) and whose output is the tool. Its forward
 does not ask an LM for the tool: it renders the predictor's instructions and demos into a system prompt (the
-instructions spliced back into the fixed parts, the demos under `## Examples` as the demos strategy writes them) and scores the case with
-promptopt's shared scorer, so every task-model call is cached, charged and stored, and every prompt DSPy tries
+instructions spliced back into the fixed parts, the demos under `## Examples` as the demos strategy writes them)
+and scores the case with promptopt's shared scorer, so every task-model call is cached, charged and stored, and every prompt DSPy tries
 is validated and stored as a `dspy-*-trial` candidate (an invalid one fails its cases without a model call).
 DSPy's own LM (the proposer or reflection model) is an engine over `SearchContext.ask_optimizer`. DSPy sees a
 stratified sample of the training split, part of it as its own validation set; promptopt's validation and test
