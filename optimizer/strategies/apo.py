@@ -8,8 +8,9 @@ parent. The optimizer model sees and writes the prompts' editable text only (`Pr
 protected regions and examples are described, never copied) and every reply is spliced back into the parent's
 fixed parts. Invalid successors (a tool dropped, too long) are discarded before any evaluation. The next beam of
 `beam_width` is chosen among parents and successors by a best-arm bandit (`promptopt.optimizer.bandits`; UCB by
-default) that spends at most `eval_budget` pulls, a pull scoring one arm on `pull_size` random training cases. Every successor stores its lineage: parent, gradient, the failures the
-gradient was drawn from, and whether it is an edit or a paraphrase. Defaults follow the paper.
+default) that spends at most `eval_budget` pulls, a pull scoring one arm on `pull_size` random training cases.
+Every successor stores its lineage: parent, gradient, the failures the gradient was drawn from, and whether it is
+an edit or a paraphrase. Defaults follow the paper.
 """
 from __future__ import annotations
 
